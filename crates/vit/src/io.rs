@@ -1,0 +1,236 @@
+//! timm interop: load and save `.safetensors` files written by PyTorch/timm, through
+//! burn-store's PyTorch adapters (Linear weights transposed, LayerNorm `weight/bias` <->
+//! `gamma/beta`). Keys are timm's, so no renaming is needed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn_store::{
+    BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
+
+use crate::{Vit, VitConfig};
+
+/// Why timm weights could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TimmIoError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid safetensors.
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key the model needs is not in the file.
+    #[error("{path}: missing key `{key}` (expected shape {expected:?})")]
+    MissingKey {
+        /// The file.
+        path: PathBuf,
+        /// The timm key.
+        key: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// A tensor has another shape than the model's.
+    #[error("{path}: key `{key}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The timm key.
+        key: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// The file holds a tensor this architecture does not have.
+    #[error("{path}: unexpected key `{key}` (not a parameter of this architecture)")]
+    UnexpectedKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// burn-store refused the file.
+    #[error("{path}: {message}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// burn-store's message.
+        message: String,
+    },
+}
+
+/// Every parameter of the model this config builds, by timm key, with its shape in PyTorch's
+/// layout (Linear weights `[out, in]`).
+pub fn timm_param_shapes(config: &VitConfig) -> BTreeMap<String, Vec<usize>> {
+    let d = config.embed_dim;
+    let h = config.mlp_hidden();
+    let p = config.patch_size;
+    let mut m = BTreeMap::new();
+    let mut put = |k: String, s: Vec<usize>| {
+        m.insert(k, s);
+    };
+    put("patch_embed.proj.weight".into(), vec![d, config.in_chans, p, p]);
+    put("patch_embed.proj.bias".into(), vec![d]);
+    put("cls_token".into(), vec![1, 1, d]);
+    put("pos_embed".into(), vec![1, config.num_patches() + 1, d]);
+    for i in 0..config.depth {
+        let b = format!("blocks.{i}");
+        for n in ["norm1", "norm2"] {
+            put(format!("{b}.{n}.weight"), vec![d]);
+            put(format!("{b}.{n}.bias"), vec![d]);
+        }
+        put(format!("{b}.attn.qkv.weight"), vec![3 * d, d]);
+        if config.qkv_bias {
+            put(format!("{b}.attn.qkv.bias"), vec![3 * d]);
+        }
+        put(format!("{b}.attn.proj.weight"), vec![d, d]);
+        put(format!("{b}.attn.proj.bias"), vec![d]);
+        put(format!("{b}.mlp.fc1.weight"), vec![h, d]);
+        put(format!("{b}.mlp.fc1.bias"), vec![h]);
+        put(format!("{b}.mlp.fc2.weight"), vec![d, h]);
+        put(format!("{b}.mlp.fc2.bias"), vec![d]);
+    }
+    put("norm.weight".into(), vec![d]);
+    put("norm.bias".into(), vec![d]);
+    put("head.weight".into(), vec![config.num_classes, d]);
+    put("head.bias".into(), vec![config.num_classes]);
+    m
+}
+
+/// Checks a safetensors buffer against the keys and shapes of `config`'s model, naming the first
+/// offending key.
+pub fn check_timm_bytes(path: &Path, bytes: &[u8], config: &VitConfig) -> Result<(), TimmIoError> {
+    let tensors =
+        safetensors::SafeTensors::deserialize(bytes).map_err(|e| TimmIoError::Format {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let found: BTreeMap<String, Vec<usize>> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.shape().to_vec()))
+        .collect();
+    let expected = timm_param_shapes(config);
+    for (key, shape) in &expected {
+        match found.get(key) {
+            None => {
+                return Err(TimmIoError::MissingKey {
+                    path: path.to_owned(),
+                    key: key.clone(),
+                    expected: shape.clone(),
+                });
+            }
+            Some(f) if f != shape => {
+                return Err(TimmIoError::Shape {
+                    path: path.to_owned(),
+                    key: key.clone(),
+                    expected: shape.clone(),
+                    found: f.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(key) = found.keys().find(|k| !expected.contains_key(*k)) {
+        return Err(TimmIoError::UnexpectedKey {
+            path: path.to_owned(),
+            key: key.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Loads timm weights (a PyTorch-written `.safetensors`) into a model built from `config`.
+/// Every key must be present with the right shape; the error names the first one that is not.
+pub fn load_timm<B: Backend>(
+    path: &Path,
+    config: &VitConfig,
+    device: &B::Device,
+) -> Result<Vit<B>, TimmIoError> {
+    let bytes = std::fs::read(path).map_err(|source| TimmIoError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    check_timm_bytes(path, &bytes, config)?;
+    let mut model: Vit<B> = config.init(device);
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .validate(false)
+        .allow_partial(true);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| TimmIoError::Store {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    // burn-store 0.21 lists applied LayerNorm keys as unused; judge by missing and errors.
+    if let Some((key, _)) = result.missing.first() {
+        return Err(TimmIoError::Store {
+            path: path.to_owned(),
+            message: format!("parameter `{key}` was not loaded"),
+        });
+    }
+    if let Some(e) = result.errors.first() {
+        return Err(TimmIoError::Store {
+            path: path.to_owned(),
+            message: e.to_string(),
+        });
+    }
+    Ok(model)
+}
+
+/// Writes the model in timm's layout and names, atomically (temporary file, then rename).
+pub fn save_timm<B: Backend>(model: &Vit<B>, path: &Path) -> Result<(), TimmIoError> {
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    model
+        .save_into(&mut store)
+        .map_err(|e| TimmIoError::Store {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let bytes = store.get_bytes().map_err(|e| TimmIoError::Store {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes).map_err(|source| TimmIoError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`, so
+/// that a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
