@@ -1,0 +1,41 @@
+//! advsoup-adapters: domain-specific parameters ("adapters") for a ViT, routed per sample.
+//!
+//! Rebuffi, Croce & Gowal 2023 ("Revisiting Adapters with Adversarial Training") give each input
+//! domain — clean and adversarial — a few parameters of its own and share the rest. This crate
+//! holds those parameters ([`DomainAdapter`]), wraps a [`Vit`](advsoup_vit::Vit) into an
+//! [`AdaptedVit`], and routes each sample of a batch through its own adapter in ONE forward pass
+//! ([`Route::PerSample`]). [`Mode::Soup`] uses φ = β·φ_clean + (1 − β)·φ_adv.
+//!
+//! Invariants: w = 1 is exactly φ_clean and w = 0 exactly φ_adv (bit for bit); the parameter
+//! counts of [`AdapterKind::params_per_domain`] are the tensors' sizes. This crate does no IO
+//! except the explicit file functions of [`io`], and knows nothing of data, attacks or training.
+//!
+//! ```
+//! use advsoup_adapters::{AdaptedVitConfig, AdapterKind, Mode, Route};
+//! use advsoup_vit::VitConfig;
+//! use burn::backend::Flex;
+//! use burn::prelude::*;
+//!
+//! let device = Default::default();
+//! let vit = VitConfig::new(8, 4, 1, 3, 16, 2, 2).with_mean(vec![0.5]).with_std(vec![0.5]);
+//! let model = AdaptedVitConfig { vit, adapter: AdapterKind::ClsToken }
+//!     .try_init::<Flex>(&device)
+//!     .unwrap();
+//! let x = Tensor::<Flex, 4>::zeros([4, 1, 8, 8], &device);
+//! // two clean then two adversarial samples, one forward pass
+//! let logits = model.forward(x.clone(), &Route::split(2, 2, &device));
+//! assert_eq!(logits.dims(), [4, 3]);
+//! let robust = model.forward_mode(x, Mode::Adversarial);
+//! assert_eq!(model.params_per_domain(), 16);
+//! ```
+#![warn(missing_docs)]
+
+pub mod io;
+mod kind;
+mod model;
+
+pub use kind::AdapterKind;
+pub use model::{AdaptedVit, AdaptedVitConfig, Domain, DomainAdapter, LoraPair, Mode, Route};
+
+#[cfg(test)]
+mod tests;

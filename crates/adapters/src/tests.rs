@@ -1,0 +1,308 @@
+use super::*;
+use advsoup_vit::VitConfig;
+use burn::backend::{Autodiff, Flex};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::{Distribution, Tolerance};
+
+type TestBackend = Flex;
+
+const ALL: [AdapterKind; 6] = [
+    AdapterKind::None,
+    AdapterKind::ClsToken,
+    AdapterKind::DualLayerNorm,
+    AdapterKind::Bias,
+    AdapterKind::Prompt { tokens: 2 },
+    AdapterKind::Lora { rank: 2 },
+];
+
+fn tiny() -> VitConfig {
+    VitConfig::new(8, 4, 1, 3, 16, 2, 2)
+        .with_mean(vec![0.5])
+        .with_std(vec![0.25])
+}
+
+/// Adds noise to every parameter so that φ_clean ≠ φ_adv and LoRA updates are non-zero.
+struct Perturb;
+impl<B: Backend> ModuleMapper<B> for Perturb {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let noise = t.random_like(Distribution::Normal(0.0, 0.3));
+            t + noise
+        })
+    }
+}
+
+fn model(kind: AdapterKind, seed: u64) -> AdaptedVit<TestBackend> {
+    let device = Default::default();
+    TestBackend::seed(&device, seed);
+    let m = AdaptedVitConfig {
+        vit: tiny(),
+        adapter: kind,
+    }
+    .try_init::<TestBackend>(&device)
+    .expect("valid config");
+    m.map(&mut Perturb)
+}
+
+fn input(n: usize, seed: u64) -> Tensor<TestBackend, 4> {
+    let device = Default::default();
+    TestBackend::seed(&device, seed);
+    Tensor::random([n, 1, 8, 8], Distribution::Default, &device)
+}
+
+#[test]
+fn paper_parameter_counts_for_vit_base() {
+    let base = VitConfig::vit_base_patch16_224();
+    assert_eq!(base.num_params(), 86_567_656);
+    assert_eq!(AdapterKind::ClsToken.params_per_domain(&base), 768);
+    assert_eq!(
+        AdapterKind::DualLayerNorm.params_per_domain(&base),
+        2 * 768 * (2 * 12 + 1)
+    );
+    assert_eq!(AdapterKind::None.params_per_domain(&base), 0);
+    assert_eq!(AdapterKind::Prompt { tokens: 4 }.params_per_domain(&base), 4 * 768);
+    // bias: per block qkv 2304 + proj 768 + fc1 3072 + fc2 768, plus the head's 1000
+    assert_eq!(AdapterKind::Bias.params_per_domain(&base), 12 * 6912 + 1000);
+    // LoRA rank 4 on qkv (768 -> 2304) and proj (768 -> 768) of 12 blocks
+    assert_eq!(
+        AdapterKind::Lora { rank: 4 }.params_per_domain(&base),
+        12 * (4 * (768 + 2304) + 4 * (768 + 768))
+    );
+}
+
+#[test]
+fn counted_tensors_match_the_formulas() {
+    for kind in ALL {
+        let m = model(kind, 1);
+        let config = tiny();
+        assert_eq!(m.params_per_domain(), kind.params_per_domain(&config), "{kind}");
+        let total = AdaptedVitConfig {
+            vit: config.clone(),
+            adapter: kind,
+        }
+        .num_params();
+        assert_eq!(m.num_params(), total, "{kind}");
+    }
+}
+
+#[test]
+fn mixed_batch_routing_equals_separate_forwards() {
+    let device = Default::default();
+    for kind in ALL {
+        let m = model(kind, 2);
+        let x = input(5, 3);
+        // samples 0, 2, 3 clean; 1, 4 adversarial
+        let domains = [
+            Domain::Clean,
+            Domain::Adversarial,
+            Domain::Clean,
+            Domain::Clean,
+            Domain::Adversarial,
+        ];
+        let mixed = m.forward(x.clone(), &Route::domains(&domains, &device));
+        let clean = m.forward_mode(x.clone(), Mode::Clean);
+        let adv = m.forward_mode(x, Mode::Adversarial);
+        for (i, d) in domains.iter().enumerate() {
+            let want = match d {
+                Domain::Clean => clean.clone(),
+                Domain::Adversarial => adv.clone(),
+            };
+            mixed
+                .clone()
+                .slice([i..i + 1])
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &want.slice([i..i + 1]).into_data(),
+                    Tolerance::absolute(1e-6),
+                );
+        }
+    }
+}
+
+#[test]
+fn modes_differ_exactly_when_the_adapter_has_parameters() {
+    for kind in ALL {
+        let m = model(kind, 4);
+        let x = input(3, 5);
+        let clean = m.forward_mode(x.clone(), Mode::Clean).into_data();
+        let adv = m.forward_mode(x, Mode::Adversarial).into_data();
+        if kind == AdapterKind::None {
+            assert_eq!(clean, adv);
+        } else {
+            assert_ne!(clean, adv, "{kind}: the two modes should differ");
+        }
+    }
+}
+
+#[test]
+fn soup_endpoints_are_the_two_modes_bit_for_bit() {
+    for kind in ALL {
+        let m = model(kind, 6);
+        let x = input(3, 7);
+        let run = |mode| m.forward_mode(x.clone(), mode).into_data();
+        assert_eq!(run(Mode::Soup(1.0)), run(Mode::Clean), "{kind}");
+        assert_eq!(run(Mode::Soup(0.0)), run(Mode::Adversarial), "{kind}");
+        // per-sample weights of all ones compute the same mixture through another path
+        let device = Default::default();
+        let ones = m.forward(x.clone(), &Route::PerSample(Tensor::ones([3], &device)));
+        ones.into_data()
+            .assert_approx_eq::<f32>(&run(Mode::Clean), Tolerance::absolute(1e-6));
+        if kind != AdapterKind::None {
+            assert_ne!(run(Mode::Soup(0.5)), run(Mode::Clean), "{kind}");
+        }
+    }
+}
+
+#[test]
+fn soup_uses_the_interpolated_parameters() {
+    // Soup(β) must equal a plain model whose domain-specific parameters were interpolated.
+    for kind in [AdapterKind::ClsToken, AdapterKind::DualLayerNorm, AdapterKind::Bias] {
+        let m = model(kind, 8);
+        let x = input(3, 9);
+        for beta in [0.25f32, 0.7] {
+            let mut plain = m.vit.clone();
+            let mix1 = |c: Tensor<TestBackend, 1>, a: Tensor<TestBackend, 1>| {
+                Param::from_tensor(c * beta + a * (1.0 - beta))
+            };
+            match kind {
+                AdapterKind::ClsToken => {
+                    let a = m.adapter.cls_token_adv.as_ref().expect("token").val();
+                    plain.cls_token =
+                        Param::from_tensor(m.vit.cls_token.val() * beta + a * (1.0 - beta));
+                }
+                AdapterKind::DualLayerNorm => {
+                    let mut norms: Vec<_> = plain
+                        .blocks
+                        .iter_mut()
+                        .flat_map(|b| [&mut b.norm1, &mut b.norm2])
+                        .collect();
+                    norms.push(&mut plain.norm);
+                    for (n, a) in norms.into_iter().zip(&m.adapter.norms_adv) {
+                        n.gamma = mix1(n.gamma.val(), a.gamma.val());
+                        let (bc, ba) = (n.beta.as_ref().expect("beta"), a.beta.as_ref().expect("beta"));
+                        n.beta = Some(mix1(bc.val(), ba.val()));
+                    }
+                }
+                AdapterKind::Bias => {
+                    let mut linears: Vec<_> = plain
+                        .blocks
+                        .iter_mut()
+                        .flat_map(|b| [&mut b.attn.qkv, &mut b.attn.proj, &mut b.mlp.fc1, &mut b.mlp.fc2])
+                        .collect();
+                    linears.push(&mut plain.head);
+                    for (l, a) in linears.into_iter().zip(&m.adapter.biases_adv) {
+                        let c = l.bias.as_ref().expect("bias").val();
+                        l.bias = Some(mix1(c, a.val()));
+                    }
+                }
+                _ => unreachable!(),
+            }
+            let soup = m.forward_mode(x.clone(), Mode::Soup(beta));
+            soup.into_data().assert_approx_eq::<f32>(
+                &plain.forward(x.clone()).into_data(),
+                Tolerance::absolute(1e-5),
+            );
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_only_the_routed_domain() {
+    type AD = Autodiff<Flex>;
+    let device = Default::default();
+    let m = AdaptedVitConfig {
+        vit: tiny(),
+        adapter: AdapterKind::ClsToken,
+    }
+    .try_init::<AD>(&device)
+    .expect("valid");
+    let x = Tensor::<AD, 4>::random([2, 1, 8, 8], Distribution::Default, &device);
+    let grads = m.forward_mode(x.clone(), Mode::Clean).sum().backward();
+    let adv = m.adapter.cls_token_adv.as_ref().expect("token").val();
+    assert!(m.vit.cls_token.val().grad(&grads).is_some());
+    let g_adv = adv.grad(&grads).map(|g| g.abs().sum().into_scalar());
+    assert!(g_adv.is_none() || g_adv == Some(0.0));
+    let grads = m.forward_mode(x, Mode::Adversarial).sum().backward();
+    let g = adv.grad(&grads).expect("adversarial token is used in robust mode");
+    assert!(g.abs().sum().into_scalar() > 0.0);
+}
+
+#[test]
+fn parse_and_name_round_trip() {
+    for kind in ALL {
+        assert_eq!(AdapterKind::parse(&kind.name()), Some(kind));
+    }
+    assert_eq!(AdapterKind::parse("prompt"), Some(AdapterKind::Prompt { tokens: 4 }));
+    assert_eq!(AdapterKind::parse("cls-token"), None);
+    assert_eq!(AdapterKind::parse("lora:0"), None);
+}
+
+#[test]
+fn adapter_files_are_small_and_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for kind in ALL {
+        let m = model(kind, 9);
+        let path = dir.path().join(format!("{}.safetensors", kind.name().replace(':', "_")));
+        io::save_adapter(&m, &path).expect("save");
+        let whole = dir.path().join("whole.safetensors");
+        io::save_model(&m, &whole).expect("save model");
+        let small = std::fs::metadata(&path).expect("exists").len();
+        let big = std::fs::metadata(&whole).expect("exists").len();
+        assert!(small < big / 2, "{kind}: adapter file {small} vs model {big}");
+
+        // load the adapter into a model with other shared weights: modes follow the adapter
+        let other = model(kind, 10);
+        let loaded = io::load_adapter(other, &path).expect("load adapter");
+        let x = input(2, 11);
+        assert_eq!(io::canonical_bytes(&loaded, true), io::canonical_bytes(&m, true), "{kind}");
+        if kind != AdapterKind::None {
+            assert_ne!(io::canonical_bytes(&loaded, false), io::canonical_bytes(&m, false), "{kind}: shared weights kept");
+        }
+        // whole-model round trip is exact
+        let back = io::load_model(model(kind, 12), &whole).expect("load model");
+        for mode in [Mode::Clean, Mode::Adversarial] {
+            assert_eq!(
+                back.forward_mode(x.clone(), mode).into_data(),
+                m.forward_mode(x.clone(), mode).into_data(),
+                "{kind}"
+            );
+        }
+        assert!(std::fs::read_dir(dir.path())
+            .expect("dir")
+            .all(|e| !e.expect("entry").file_name().to_string_lossy().contains(".tmp")));
+    }
+}
+
+#[test]
+fn adapter_file_of_another_kind_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("token.safetensors");
+    io::save_adapter(&model(AdapterKind::ClsToken, 1), &path).expect("save");
+    let err = io::load_adapter(model(AdapterKind::DualLayerNorm, 1), &path).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("token.safetensors"), "{msg}");
+    assert!(msg.contains("cls_token") && msg.contains("dual_layer_norm"), "{msg}");
+    let err = io::load_model(model(AdapterKind::ClsToken, 1), &path).unwrap_err();
+    assert!(err.to_string().contains("expected an advsoup model file"), "{err}");
+}
+
+#[test]
+fn model_of_another_architecture_names_the_key_and_shapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.safetensors");
+    io::save_model(&model(AdapterKind::ClsToken, 1), &path).expect("save");
+    let device = Default::default();
+    let wider = AdaptedVitConfig {
+        vit: VitConfig {
+            embed_dim: 24,
+            ..tiny()
+        },
+        adapter: AdapterKind::ClsToken,
+    }
+    .try_init::<TestBackend>(&device)
+    .expect("valid");
+    let err = io::load_model(wider, &path).unwrap_err().to_string();
+    assert!(err.contains("m.safetensors") && err.contains("mismatch"), "{err}");
+    assert!(err.contains("24") && err.contains("16"), "{err}");
+}
