@@ -1,0 +1,350 @@
+//! FGSM and PGD.
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::core::{AttackOutput, Best, Objective, Oracle, ranked_other_class};
+use crate::error::AttackError;
+use crate::loss::Loss;
+use crate::rng::Purpose;
+use crate::threat::ThreatModel;
+
+/// Which iterate PGD returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Per sample, the best evaluated iterate over all steps and restarts: a successful one if
+    /// any, else the one of largest loss. Costs one extra forward per restart; makes results
+    /// monotone in the number of steps (a longer run sees a superset of iterates).
+    Best,
+    /// The last iterate (Madry et al. 2018), the training fast path: with one restart no
+    /// forward pass beyond the K gradient steps.
+    Last,
+}
+
+/// Projected gradient descent (Madry et al. 2018, "Towards Deep Learning Models Resistant to
+/// Adversarial Attacks"; Kurakin et al. 2017 without random start).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgdConfig {
+    /// The perturbation set.
+    pub threat: ThreatModel,
+    /// Radius of the ball, in pixel units of [0, 1] images.
+    pub eps: f64,
+    /// Step size η (in the threat model's norm).
+    pub step_size: f64,
+    /// Number of gradient steps K.
+    pub steps: usize,
+    /// Independent restarts; the best per sample is kept.
+    pub restarts: usize,
+    /// Start at a uniform random point of the ball (keyed by seed, sample id, restart).
+    pub random_start: bool,
+    /// Objective to maximise.
+    pub loss: Loss,
+    /// Targeted: push towards the most likely wrong class at the clean point (or the targets
+    /// given to [`Pgd::attack_targeted`]); success then means predicting the target.
+    pub targeted: bool,
+    /// Which iterate to return.
+    pub select: Selection,
+}
+
+impl PgdConfig {
+    /// PGD-`steps` with Madry et al.'s step size 2.5·ε/K, one random restart, cross-entropy,
+    /// untargeted, best-iterate selection.
+    pub fn new(threat: ThreatModel, eps: f64, steps: usize) -> Self {
+        Self {
+            threat,
+            eps,
+            step_size: 2.5 * eps / steps.max(1) as f64,
+            steps,
+            restarts: 1,
+            random_start: true,
+            loss: Loss::CrossEntropy,
+            targeted: false,
+            select: Selection::Best,
+        }
+    }
+
+    /// Sets the step size η.
+    pub fn with_step_size(mut self, step_size: f64) -> Self {
+        self.step_size = step_size;
+        self
+    }
+    /// Sets the number of restarts.
+    pub fn with_restarts(mut self, restarts: usize) -> Self {
+        self.restarts = restarts;
+        self
+    }
+    /// Turns the random start on or off.
+    pub fn with_random_start(mut self, random_start: bool) -> Self {
+        self.random_start = random_start;
+        self
+    }
+    /// Sets the objective.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+    /// Makes the attack targeted or untargeted.
+    pub fn with_targeted(mut self, targeted: bool) -> Self {
+        self.targeted = targeted;
+        self
+    }
+    /// Sets which iterate is returned.
+    pub fn with_select(mut self, select: Selection) -> Self {
+        self.select = select;
+        self
+    }
+
+    /// Checks the fields. ε = 0 is allowed (the attack is then the identity).
+    pub fn validate(&self) -> Result<(), AttackError> {
+        self.threat.check_eps(self.eps)?;
+        if !(self.step_size.is_finite()
+            && (self.step_size > 0.0 || (self.step_size == 0.0 && self.eps == 0.0)))
+        {
+            return Err(AttackError::StepSize(self.step_size));
+        }
+        if self.steps == 0 {
+            return Err(AttackError::ZeroCount { field: "steps" });
+        }
+        if self.restarts == 0 {
+            return Err(AttackError::ZeroCount { field: "restarts" });
+        }
+        Ok(())
+    }
+
+    /// A validated attack.
+    pub fn init(self) -> Result<Pgd, AttackError> {
+        self.validate()?;
+        Ok(Pgd { config: self })
+    }
+}
+
+/// A validated PGD attack; see [`PgdConfig`].
+#[derive(Clone, Debug)]
+pub struct Pgd {
+    config: PgdConfig,
+}
+
+impl Pgd {
+    /// The configuration.
+    pub fn config(&self) -> &PgdConfig {
+        &self.config
+    }
+
+    /// Attacks `x` (labels `y`) through the logits closure `f`.
+    ///
+    /// `f` must be deterministic and should not compute parameter gradients (pass a frozen copy,
+    /// `M::from_inner(model.valid()).no_grad()`, with dropout off). Only the input is lifted to
+    /// the autodiff backend; no graph is kept between steps and nothing is read back to the host
+    /// inside the step loop. Random starts are keyed by `(seed, ids[i], restart)`.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
+    ///
+    /// # Panics
+    /// If `ids.len() != n` or the logits have too few classes for the loss.
+    pub fn attack<AD, F>(
+        &self,
+        f: &F,
+        x: &Tensor<AD::InnerBackend, 4>,
+        y: &Tensor<AD::InnerBackend, 1, Int>,
+        ids: &[u64],
+        seed: u64,
+    ) -> AttackOutput<AD::InnerBackend>
+    where
+        AD: AutodiffBackend,
+        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
+    {
+        let oracle = Oracle::<AD, F>::new(f);
+        let target = self
+            .config
+            .targeted
+            .then(|| ranked_other_class(oracle.logits(x.clone()), y.clone(), 0));
+        self.run(&oracle, x, y, target, ids, seed)
+    }
+
+    /// Targeted attack towards the given classes (the config's `targeted` flag is implied).
+    ///
+    /// # Shapes
+    /// - `x`: `[n, c, h, w]`; `y`, `targets`: `[n]`.
+    pub fn attack_targeted<AD, F>(
+        &self,
+        f: &F,
+        x: &Tensor<AD::InnerBackend, 4>,
+        y: &Tensor<AD::InnerBackend, 1, Int>,
+        targets: &Tensor<AD::InnerBackend, 1, Int>,
+        ids: &[u64],
+        seed: u64,
+    ) -> AttackOutput<AD::InnerBackend>
+    where
+        AD: AutodiffBackend,
+        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
+    {
+        let oracle = Oracle::<AD, F>::new(f);
+        self.run(&oracle, x, y, Some(targets.clone()), ids, seed)
+    }
+
+    fn run<AD, F>(
+        &self,
+        oracle: &Oracle<'_, AD, F>,
+        x: &Tensor<AD::InnerBackend, 4>,
+        y: &Tensor<AD::InnerBackend, 1, Int>,
+        target: Option<Tensor<AD::InnerBackend, 1, Int>>,
+        ids: &[u64],
+        seed: u64,
+    ) -> AttackOutput<AD::InnerBackend>
+    where
+        AD: AutodiffBackend,
+        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
+    {
+        let c = &self.config;
+        let n = x.dims()[0];
+        assert_eq!(
+            ids.len(),
+            n,
+            "pgd: {} sample ids for a batch of {n}",
+            ids.len()
+        );
+        let objective = Objective {
+            loss: c.loss,
+            labels: y.clone(),
+            success_is_target: target.is_some(),
+            target,
+        };
+        let track = c.select == Selection::Best;
+        let mut best: Option<Best<AD::InnerBackend>> = None;
+        let mut last = x.clone();
+        for restart in 0..c.restarts {
+            let mut xk = if c.random_start {
+                c.threat.random_start(
+                    x,
+                    c.eps,
+                    ids,
+                    seed,
+                    restart as u64,
+                    Purpose::PgdStart,
+                    false,
+                )
+            } else {
+                x.clone()
+            };
+            for _ in 0..c.steps {
+                let (logits, loss, g) = oracle.value_and_grad(xk.clone(), &objective);
+                if track {
+                    best = Some(offer(best, xk.clone(), objective.success(logits), loss));
+                }
+                let stepped = xk + c.threat.normalize_step(g).mul_scalar(c.step_size);
+                xk = c.threat.project(x, stepped, c.eps);
+            }
+            if track || c.restarts > 1 {
+                let logits = oracle.logits(xk.clone());
+                let (s, l) = (objective.success(logits.clone()), objective.loss(logits));
+                best = Some(offer(best, xk.clone(), s, l));
+            }
+            last = xk;
+        }
+        match best {
+            Some(b) => AttackOutput {
+                x_adv: b.x,
+                success: Some(b.success),
+                cost: oracle.cost(),
+            },
+            None => AttackOutput {
+                x_adv: last,
+                success: None,
+                cost: oracle.cost(),
+            },
+        }
+    }
+}
+
+fn offer<B: Backend>(
+    best: Option<Best<B>>,
+    x: Tensor<B, 4>,
+    s: Tensor<B, 1, Bool>,
+    l: Tensor<B, 1>,
+) -> Best<B> {
+    match best {
+        Some(b) => b.offer(x, s, l),
+        None => Best {
+            x,
+            success: s,
+            loss: l,
+        },
+    }
+}
+
+/// Fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, "Explaining and Harnessing
+/// Adversarial Examples"): one step of size ε from the clean point, `x + ε·sign(∇x CE)` for ℓ∞
+/// (the fast gradient method `x + ε·∇/||∇||2` for ℓ2), clamped to [0, 1].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FgsmConfig {
+    /// The perturbation set.
+    pub threat: ThreatModel,
+    /// Radius (= step size).
+    pub eps: f64,
+    /// Objective (cross-entropy in the paper).
+    pub loss: Loss,
+}
+
+impl FgsmConfig {
+    /// FGSM with cross-entropy.
+    pub fn new(threat: ThreatModel, eps: f64) -> Self {
+        Self {
+            threat,
+            eps,
+            loss: Loss::CrossEntropy,
+        }
+    }
+
+    /// The equivalent one-step PGD without random start (returns its last iterate).
+    pub fn as_pgd(&self) -> PgdConfig {
+        PgdConfig::new(self.threat, self.eps, 1)
+            .with_step_size(self.eps.max(f64::MIN_POSITIVE))
+            .with_random_start(false)
+            .with_loss(self.loss)
+            .with_select(Selection::Last)
+    }
+
+    /// A validated attack.
+    pub fn init(self) -> Result<Fgsm, AttackError> {
+        self.threat.check_eps(self.eps)?;
+        let pgd = self.as_pgd().init()?;
+        Ok(Fgsm { config: self, pgd })
+    }
+}
+
+/// A validated FGSM attack; see [`FgsmConfig`].
+#[derive(Clone, Debug)]
+pub struct Fgsm {
+    config: FgsmConfig,
+    pgd: Pgd,
+}
+
+impl Fgsm {
+    /// The configuration.
+    pub fn config(&self) -> &FgsmConfig {
+        &self.config
+    }
+
+    /// One signed-gradient step; deterministic, so it takes no ids or seed.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`.
+    pub fn attack<AD, F>(
+        &self,
+        f: &F,
+        x: &Tensor<AD::InnerBackend, 4>,
+        y: &Tensor<AD::InnerBackend, 1, Int>,
+    ) -> AttackOutput<AD::InnerBackend>
+    where
+        AD: AutodiffBackend,
+        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
+    {
+        let ids: Vec<u64> = (0..x.dims()[0] as u64).collect();
+        self.pgd.attack::<AD, F>(f, x, y, &ids, 0)
+    }
+}
