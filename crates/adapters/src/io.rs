@@ -78,10 +78,7 @@ fn to_bytes<B: Backend>(
     let kind = model.kind();
     let mut store = SafetensorsStore::from_bytes(None)
         .metadata(KIND_KEY, kind.name())
-        .metadata(
-            CONTENT_KEY,
-            if adapter_only { "adapter" } else { "model" },
-        );
+        .metadata(CONTENT_KEY, if adapter_only { "adapter" } else { "model" });
     if adapter_only {
         store = store.with_regexes(domain_param_patterns(kind));
     }
@@ -95,8 +92,8 @@ fn to_bytes<B: Backend>(
 /// across runs: what content hashes are computed over. `adapter_only` keeps the domain-specific
 /// parameters alone.
 pub fn canonical_bytes<B: Backend>(model: &AdaptedVit<B>, adapter_only: bool) -> Vec<u8> {
-    let filter = adapter_only
-        .then(|| PathFilter::new().with_regexes(domain_param_patterns(model.kind())));
+    let filter =
+        adapter_only.then(|| PathFilter::new().with_regexes(domain_param_patterns(model.kind())));
     let mut snaps = model.collect(filter, None, false);
     snaps.sort_by_key(|s| s.full_path());
     let mut out = Vec::new();
@@ -120,10 +117,7 @@ pub fn save_model<B: Backend>(model: &AdaptedVit<B>, path: &Path) -> Result<(), 
 }
 
 /// Saves only the domain-specific parameters (both domains) atomically.
-pub fn save_adapter<B: Backend>(
-    model: &AdaptedVit<B>,
-    path: &Path,
-) -> Result<(), AdapterIoError> {
+pub fn save_adapter<B: Backend>(model: &AdaptedVit<B>, path: &Path) -> Result<(), AdapterIoError> {
     let bytes = to_bytes(model, path, true)?;
     write(path, &bytes)
 }
@@ -143,7 +137,10 @@ fn read_checked(path: &Path, kind: AdapterKind, content: &str) -> Result<Vec<u8>
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| content_error(path, format!("not a valid safetensors file: {e}")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    let found_kind = meta.get(KIND_KEY).cloned().unwrap_or_else(|| "no adapter tag".into());
+    let found_kind = meta
+        .get(KIND_KEY)
+        .cloned()
+        .unwrap_or_else(|| "no adapter tag".into());
     let found_content = meta
         .get(CONTENT_KEY)
         .cloned()

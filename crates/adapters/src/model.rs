@@ -168,7 +168,12 @@ fn bias_of<B: Backend>(l: &Linear<B>) -> Option<Param<Tensor<B, 1>>> {
     l.bias.as_ref().map(copy_param)
 }
 
-fn lora_pair<B: Backend>(rank: usize, d_in: usize, d_out: usize, device: &B::Device) -> LoraPair<B> {
+fn lora_pair<B: Backend>(
+    rank: usize,
+    d_in: usize,
+    d_out: usize,
+    device: &B::Device,
+) -> LoraPair<B> {
     let a = || {
         Initializer::KaimingUniform {
             gain: 1.0 / 3.0f64.sqrt(),
@@ -408,8 +413,8 @@ impl<B: Backend> DomainHooks<B> for Routed<'_, B> {
             return norm.forward(x);
         };
         match uniform(self.route) {
-            Some(w) if w == 1.0 => return norm.forward(x),
-            Some(w) if w == 0.0 => return adv.forward(x),
+            Some(1.0) => return norm.forward(x),
+            Some(0.0) => return adv.forward(x),
             _ => {}
         }
         let [n, _, _] = x.dims();
@@ -425,8 +430,18 @@ impl<B: Backend> DomainHooks<B> for Routed<'_, B> {
         if let Some(pair) = self.lora(site) {
             let [n, _, _] = x.dims();
             let lift = |t: Tensor<B, 2>| t.unsqueeze_dim::<3>(0);
-            let a = mix3(lift(pair.a_clean.val()), lift(pair.a_adv.val()), self.route, n);
-            let b = mix3(lift(pair.b_clean.val()), lift(pair.b_adv.val()), self.route, n);
+            let a = mix3(
+                lift(pair.a_clean.val()),
+                lift(pair.a_adv.val()),
+                self.route,
+                n,
+            );
+            let b = mix3(
+                lift(pair.b_clean.val()),
+                lift(pair.b_adv.val()),
+                self.route,
+                n,
+            );
             let delta = x
                 .clone()
                 .matmul(a.swap_dims(1, 2))
@@ -439,12 +454,80 @@ impl<B: Backend> DomainHooks<B> for Routed<'_, B> {
         let (Some(adv), Some(clean)) = (adv_bias, linear.bias.as_ref()) else {
             return linear.forward(x);
         };
-        match uniform(self.route) {
-            Some(w) if w == 1.0 => return linear.forward(x),
-            _ => {}
+        if uniform(self.route) == Some(1.0) {
+            return linear.forward(x);
         }
         let [n, _, _] = x.dims();
         let y = x.matmul(linear.weight.val().unsqueeze_dim::<3>(0));
         y + mix3(row(clean.val()), row(adv.val()), self.route, n)
+    }
+}
+
+impl<B: Backend> AdaptedVit<B> {
+    /// The plain model with `mode`'s domain-specific parameters baked in (φ = β·φ_clean +
+    /// (1 − β)·φ_adv written into the model's own parameters), e.g. to export a soup to timm.
+    /// Available for the adapters whose parameters duplicate the model's own (`none`,
+    /// `cls_token`, `dual_layer_norm`, `bias`); prompts and LoRA add computation a plain ViT
+    /// does not have.
+    pub fn bake(&self, mode: Mode) -> Option<Vit<B>> {
+        let w = mode.clean_weight();
+        let mix = |c: Tensor<B, 1>, a: Tensor<B, 1>| -> Param<Tensor<B, 1>> {
+            let t = if w == 1.0 {
+                c
+            } else if w == 0.0 {
+                a
+            } else {
+                c * w + a * (1.0 - w)
+            };
+            Param::from_tensor(t.detach())
+        };
+        let mut vit = self.vit.clone();
+        let a = &self.adapter;
+        match a.kind {
+            AdapterKind::None => {}
+            AdapterKind::ClsToken => {
+                let adv = a.cls_token_adv.as_ref()?.val();
+                let [_, _, d] = adv.dims();
+                let c = vit.cls_token.val().reshape([d]);
+                vit.cls_token =
+                    Param::from_tensor(mix(c, adv.reshape([d])).val().reshape([1, 1, d]));
+            }
+            AdapterKind::DualLayerNorm => {
+                let mut norms: Vec<&mut LayerNorm<B>> = vit
+                    .blocks
+                    .iter_mut()
+                    .flat_map(|b| [&mut b.norm1, &mut b.norm2])
+                    .collect();
+                norms.push(&mut vit.norm);
+                for (n, adv) in norms.into_iter().zip(&a.norms_adv) {
+                    n.gamma = mix(n.gamma.val(), adv.gamma.val());
+                    if let (Some(bc), Some(ba)) = (&n.beta, &adv.beta) {
+                        n.beta = Some(mix(bc.val(), ba.val()));
+                    }
+                }
+            }
+            AdapterKind::Bias => {
+                let mut linears: Vec<&mut Linear<B>> = vit
+                    .blocks
+                    .iter_mut()
+                    .flat_map(|b| {
+                        [
+                            &mut b.attn.qkv,
+                            &mut b.attn.proj,
+                            &mut b.mlp.fc1,
+                            &mut b.mlp.fc2,
+                        ]
+                    })
+                    .filter(|l| l.bias.is_some())
+                    .collect();
+                linears.push(&mut vit.head);
+                for (l, adv) in linears.into_iter().zip(&a.biases_adv) {
+                    let c = l.bias.as_ref()?.val();
+                    l.bias = Some(mix(c, adv.val()));
+                }
+            }
+            AdapterKind::Prompt { .. } | AdapterKind::Lora { .. } => return None,
+        }
+        Some(vit)
     }
 }

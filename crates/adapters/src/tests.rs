@@ -61,7 +61,10 @@ fn paper_parameter_counts_for_vit_base() {
         2 * 768 * (2 * 12 + 1)
     );
     assert_eq!(AdapterKind::None.params_per_domain(&base), 0);
-    assert_eq!(AdapterKind::Prompt { tokens: 4 }.params_per_domain(&base), 4 * 768);
+    assert_eq!(
+        AdapterKind::Prompt { tokens: 4 }.params_per_domain(&base),
+        4 * 768
+    );
     // bias: per block qkv 2304 + proj 768 + fc1 3072 + fc2 768, plus the head's 1000
     assert_eq!(AdapterKind::Bias.params_per_domain(&base), 12 * 6912 + 1000);
     // LoRA rank 4 on qkv (768 -> 2304) and proj (768 -> 768) of 12 blocks
@@ -76,7 +79,11 @@ fn counted_tensors_match_the_formulas() {
     for kind in ALL {
         let m = model(kind, 1);
         let config = tiny();
-        assert_eq!(m.params_per_domain(), kind.params_per_domain(&config), "{kind}");
+        assert_eq!(
+            m.params_per_domain(),
+            kind.params_per_domain(&config),
+            "{kind}"
+        );
         let total = AdaptedVitConfig {
             vit: config.clone(),
             adapter: kind,
@@ -110,10 +117,10 @@ fn mixed_batch_routing_equals_separate_forwards() {
             };
             mixed
                 .clone()
-                .slice([i..i + 1])
+                .narrow(0, i, 1)
                 .into_data()
                 .assert_approx_eq::<f32>(
-                    &want.slice([i..i + 1]).into_data(),
+                    &want.narrow(0, i, 1).into_data(),
                     Tolerance::absolute(1e-6),
                 );
         }
@@ -157,7 +164,11 @@ fn soup_endpoints_are_the_two_modes_bit_for_bit() {
 #[test]
 fn soup_uses_the_interpolated_parameters() {
     // Soup(β) must equal a plain model whose domain-specific parameters were interpolated.
-    for kind in [AdapterKind::ClsToken, AdapterKind::DualLayerNorm, AdapterKind::Bias] {
+    for kind in [
+        AdapterKind::ClsToken,
+        AdapterKind::DualLayerNorm,
+        AdapterKind::Bias,
+    ] {
         let m = model(kind, 8);
         let x = input(3, 9);
         for beta in [0.25f32, 0.7] {
@@ -180,7 +191,10 @@ fn soup_uses_the_interpolated_parameters() {
                     norms.push(&mut plain.norm);
                     for (n, a) in norms.into_iter().zip(&m.adapter.norms_adv) {
                         n.gamma = mix1(n.gamma.val(), a.gamma.val());
-                        let (bc, ba) = (n.beta.as_ref().expect("beta"), a.beta.as_ref().expect("beta"));
+                        let (bc, ba) = (
+                            n.beta.as_ref().expect("beta"),
+                            a.beta.as_ref().expect("beta"),
+                        );
                         n.beta = Some(mix1(bc.val(), ba.val()));
                     }
                 }
@@ -188,7 +202,14 @@ fn soup_uses_the_interpolated_parameters() {
                     let mut linears: Vec<_> = plain
                         .blocks
                         .iter_mut()
-                        .flat_map(|b| [&mut b.attn.qkv, &mut b.attn.proj, &mut b.mlp.fc1, &mut b.mlp.fc2])
+                        .flat_map(|b| {
+                            [
+                                &mut b.attn.qkv,
+                                &mut b.attn.proj,
+                                &mut b.mlp.fc1,
+                                &mut b.mlp.fc2,
+                            ]
+                        })
                         .collect();
                     linears.push(&mut plain.head);
                     for (l, a) in linears.into_iter().zip(&m.adapter.biases_adv) {
@@ -224,7 +245,9 @@ fn gradients_reach_only_the_routed_domain() {
     let g_adv = adv.grad(&grads).map(|g| g.abs().sum().into_scalar());
     assert!(g_adv.is_none() || g_adv == Some(0.0));
     let grads = m.forward_mode(x, Mode::Adversarial).sum().backward();
-    let g = adv.grad(&grads).expect("adversarial token is used in robust mode");
+    let g = adv
+        .grad(&grads)
+        .expect("adversarial token is used in robust mode");
     assert!(g.abs().sum().into_scalar() > 0.0);
 }
 
@@ -233,7 +256,10 @@ fn parse_and_name_round_trip() {
     for kind in ALL {
         assert_eq!(AdapterKind::parse(&kind.name()), Some(kind));
     }
-    assert_eq!(AdapterKind::parse("prompt"), Some(AdapterKind::Prompt { tokens: 4 }));
+    assert_eq!(
+        AdapterKind::parse("prompt"),
+        Some(AdapterKind::Prompt { tokens: 4 })
+    );
     assert_eq!(AdapterKind::parse("cls-token"), None);
     assert_eq!(AdapterKind::parse("lora:0"), None);
 }
@@ -243,21 +269,34 @@ fn adapter_files_are_small_and_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
     for kind in ALL {
         let m = model(kind, 9);
-        let path = dir.path().join(format!("{}.safetensors", kind.name().replace(':', "_")));
+        let path = dir
+            .path()
+            .join(format!("{}.safetensors", kind.name().replace(':', "_")));
         io::save_adapter(&m, &path).expect("save");
         let whole = dir.path().join("whole.safetensors");
         io::save_model(&m, &whole).expect("save model");
         let small = std::fs::metadata(&path).expect("exists").len();
         let big = std::fs::metadata(&whole).expect("exists").len();
-        assert!(small < big / 2, "{kind}: adapter file {small} vs model {big}");
+        assert!(
+            small < big / 2,
+            "{kind}: adapter file {small} vs model {big}"
+        );
 
         // load the adapter into a model with other shared weights: modes follow the adapter
         let other = model(kind, 10);
         let loaded = io::load_adapter(other, &path).expect("load adapter");
         let x = input(2, 11);
-        assert_eq!(io::canonical_bytes(&loaded, true), io::canonical_bytes(&m, true), "{kind}");
+        assert_eq!(
+            io::canonical_bytes(&loaded, true),
+            io::canonical_bytes(&m, true),
+            "{kind}"
+        );
         if kind != AdapterKind::None {
-            assert_ne!(io::canonical_bytes(&loaded, false), io::canonical_bytes(&m, false), "{kind}: shared weights kept");
+            assert_ne!(
+                io::canonical_bytes(&loaded, false),
+                io::canonical_bytes(&m, false),
+                "{kind}: shared weights kept"
+            );
         }
         // whole-model round trip is exact
         let back = io::load_model(model(kind, 12), &whole).expect("load model");
@@ -268,9 +307,12 @@ fn adapter_files_are_small_and_round_trip() {
                 "{kind}"
             );
         }
-        assert!(std::fs::read_dir(dir.path())
-            .expect("dir")
-            .all(|e| !e.expect("entry").file_name().to_string_lossy().contains(".tmp")));
+        assert!(std::fs::read_dir(dir.path()).expect("dir").all(|e| {
+            !e.expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp")
+        }));
     }
 }
 
@@ -282,9 +324,15 @@ fn adapter_file_of_another_kind_is_refused() {
     let err = io::load_adapter(model(AdapterKind::DualLayerNorm, 1), &path).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("token.safetensors"), "{msg}");
-    assert!(msg.contains("cls_token") && msg.contains("dual_layer_norm"), "{msg}");
+    assert!(
+        msg.contains("cls_token") && msg.contains("dual_layer_norm"),
+        "{msg}"
+    );
     let err = io::load_model(model(AdapterKind::ClsToken, 1), &path).unwrap_err();
-    assert!(err.to_string().contains("expected an advsoup model file"), "{err}");
+    assert!(
+        err.to_string().contains("expected an advsoup model file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -303,6 +351,37 @@ fn model_of_another_architecture_names_the_key_and_shapes() {
     .try_init::<TestBackend>(&device)
     .expect("valid");
     let err = io::load_model(wider, &path).unwrap_err().to_string();
-    assert!(err.contains("m.safetensors") && err.contains("mismatch"), "{err}");
+    assert!(
+        err.contains("m.safetensors") && err.contains("mismatch"),
+        "{err}"
+    );
     assert!(err.contains("24") && err.contains("16"), "{err}");
+}
+
+#[test]
+fn baked_modes_equal_routed_modes() {
+    for kind in [
+        AdapterKind::None,
+        AdapterKind::ClsToken,
+        AdapterKind::DualLayerNorm,
+        AdapterKind::Bias,
+    ] {
+        let m = model(kind, 13);
+        let x = input(3, 14);
+        for mode in [Mode::Clean, Mode::Adversarial, Mode::Soup(0.4)] {
+            let plain = m.bake(mode).expect("bakeable");
+            plain
+                .forward(x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &m.forward_mode(x.clone(), mode).into_data(),
+                    Tolerance::absolute(1e-5),
+                );
+        }
+    }
+    assert!(
+        model(AdapterKind::Lora { rank: 2 }, 1)
+            .bake(Mode::Clean)
+            .is_none()
+    );
 }

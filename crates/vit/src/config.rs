@@ -22,7 +22,9 @@ pub enum VitConfigError {
         num_heads: usize,
     },
     /// `mean`/`std` do not have one entry per input channel, or a std is not positive.
-    #[error("mean and std need {in_chans} entries (one per channel) and std > 0, got mean {mean:?} std {std:?}")]
+    #[error(
+        "mean and std need {in_chans} entries (one per channel) and std > 0, got mean {mean:?} std {std:?}"
+    )]
     Normalization {
         /// Number of input channels.
         in_chans: usize,
@@ -163,13 +165,13 @@ impl VitConfig {
                 return Err(VitConfigError::Zero { field });
             }
         }
-        if self.img_size % self.patch_size != 0 {
+        if !self.img_size.is_multiple_of(self.patch_size) {
             return Err(VitConfigError::PatchSize {
                 img_size: self.img_size,
                 patch_size: self.patch_size,
             });
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return Err(VitConfigError::Heads {
                 embed_dim: self.embed_dim,
                 num_heads: self.num_heads,
@@ -177,7 +179,7 @@ impl VitConfig {
         }
         if self.mean.len() != self.in_chans
             || self.std.len() != self.in_chans
-            || self.std.iter().any(|s| !(*s > 0.0))
+            || self.std.iter().any(|s| s.is_nan() || *s <= 0.0)
         {
             return Err(VitConfigError::Normalization {
                 in_chans: self.in_chans,
@@ -193,7 +195,7 @@ impl VitConfig {
                 return Err(VitConfigError::Probability { field, value });
             }
         }
-        if !(self.mlp_ratio > 0.0) {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 {
             return Err(VitConfigError::Zero { field: "mlp_ratio" });
         }
         Ok(())

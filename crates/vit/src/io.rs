@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn_store::{
-    BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
-};
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
 use crate::{Vit, VitConfig};
 
@@ -81,7 +79,10 @@ pub fn timm_param_shapes(config: &VitConfig) -> BTreeMap<String, Vec<usize>> {
     let mut put = |k: String, s: Vec<usize>| {
         m.insert(k, s);
     };
-    put("patch_embed.proj.weight".into(), vec![d, config.in_chans, p, p]);
+    put(
+        "patch_embed.proj.weight".into(),
+        vec![d, config.in_chans, p, p],
+    );
     put("patch_embed.proj.bias".into(), vec![d]);
     put("cls_token".into(), vec![1, 1, d]);
     put("pos_embed".into(), vec![1, config.num_patches() + 1, d]);

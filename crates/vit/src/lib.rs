@@ -77,8 +77,14 @@ mod tests {
     #[test]
     fn invalid_configs_are_rejected() {
         let bad = [
-            VitConfig { patch_size: 3, ..tiny() },
-            VitConfig { num_heads: 3, ..tiny() },
+            VitConfig {
+                patch_size: 3,
+                ..tiny()
+            },
+            VitConfig {
+                num_heads: 3,
+                ..tiny()
+            },
             tiny().with_mean(vec![0.1, 0.2]),
             tiny().with_std(vec![0.0]),
             tiny().with_drop_rate(1.0),
@@ -88,8 +94,16 @@ mod tests {
             assert!(c.validate().is_err(), "{c:?} should be invalid");
         }
         assert!(tiny().validate().is_ok());
-        let e = VitConfig { num_heads: 3, ..tiny() }.validate().unwrap_err();
-        assert_eq!(e.to_string(), "embed_dim 16 is not divisible by num_heads 3");
+        let e = VitConfig {
+            num_heads: 3,
+            ..tiny()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "embed_dim 16 is not divisible by num_heads 3"
+        );
     }
 
     #[test]

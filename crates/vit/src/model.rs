@@ -238,10 +238,12 @@ impl<B: Backend> Attention<B> {
             .linear(LinearSite::Qkv(block), &self.qkv, x)
             .reshape([n, t, 3, h, hd])
             .permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().slice([0..1]).squeeze_dim::<4>(0);
-        let k = qkv.clone().slice([1..2]).squeeze_dim::<4>(0);
-        let v = qkv.slice([2..3]).squeeze_dim::<4>(0);
-        let scores = q.mul_scalar((hd as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
+        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
+        let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
+        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
+        let scores = q
+            .mul_scalar((hd as f64).powf(-0.5))
+            .matmul(k.swap_dims(2, 3));
         let attn = softmax(scores, 3);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([n, t, d]);
         let out = hooks.linear(LinearSite::Proj(block), &self.proj, out);
@@ -283,9 +285,14 @@ impl<B: Backend> Block<B> {
             second: true,
         };
         let y = hooks.layer_norm(site1, &self.norm1, x.clone());
-        let x = x + self.drop_path.forward(self.attn.forward_with(index, y, hooks));
+        let x = x + self
+            .drop_path
+            .forward(self.attn.forward_with(index, y, hooks));
         let y = hooks.layer_norm(site2, &self.norm2, x.clone());
-        x.clone() + self.drop_path.forward(self.mlp.forward_with(index, y, hooks))
+        x.clone()
+            + self
+                .drop_path
+                .forward(self.mlp.forward_with(index, y, hooks))
     }
 }
 
@@ -345,7 +352,11 @@ impl<B: Backend> Vit<B> {
     ///
     /// # Shapes
     /// - features: `[batch, tokens, embed_dim]` -> `[batch, num_classes]`
-    pub fn forward_head<H: DomainHooks<B>>(&self, features: Tensor<B, 3>, hooks: &H) -> Tensor<B, 2> {
+    pub fn forward_head<H: DomainHooks<B>>(
+        &self,
+        features: Tensor<B, 3>,
+        hooks: &H,
+    ) -> Tensor<B, 2> {
         let [n, _, d] = features.dims();
         let cls = features.slice([0..n, 0..1, 0..d]);
         let cls = self.head_drop.forward(cls);

@@ -104,7 +104,10 @@ fn missing_key_is_named() {
     let err = load_timm::<TestBackend>(&path, &config(), &Default::default()).unwrap_err();
     assert!(matches!(err, TimmIoError::MissingKey { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("no_head.safetensors") && msg.contains("`head.weight`"), "{msg}");
+    assert!(
+        msg.contains("no_head.safetensors") && msg.contains("`head.weight`"),
+        "{msg}"
+    );
     assert!(msg.contains("[5, 32]"), "{msg}");
 }
 

@@ -1,0 +1,496 @@
+//! advsoup-cli: the `advsoup` command line, thin by design: it parses arguments, reads config
+//! files, picks the backend and device, and calls `advsoup-train`, `-attacks`, `-data`, `-soup`.
+//!
+//! Its library API ([`Cli`], [`run`]) is what the end-to-end tests drive.
+#![warn(missing_docs)]
+
+mod cmd_data;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use advsoup_adapters::{AdaptedVitConfig, AdapterKind, Mode};
+use advsoup_attacks::{Evaluator, ThreatModel};
+use advsoup_train::{RunOptions, TrainConfig};
+use advsoup_vit::VitConfig;
+use anyhow::{Context, Result, bail};
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+
+use clap::{Parser, Subcommand};
+
+/// The `advsoup` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "advsoup",
+    version,
+    about = "Adversarial co-training with adapters and adversarial model soups"
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// burn's Flex CPU backend.
+    Cpu,
+    /// CUDA device N (needs the `cuda` feature).
+    Cuda(usize),
+}
+
+fn parse_device(s: &str) -> Result<DeviceArg, String> {
+    match s {
+        "cpu" => Ok(DeviceArg::Cpu),
+        "cuda" => Ok(DeviceArg::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceArg::Cuda)
+            .ok_or_else(|| format!("expected cpu, cuda or cuda:N, got `{other}`")),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "clean" => Ok(Mode::Clean),
+        "robust" | "adversarial" => Ok(Mode::Adversarial),
+        other => other
+            .strip_prefix("soup:")
+            .and_then(|b| b.parse::<f32>().ok())
+            .filter(|b| (0.0..=1.0).contains(b))
+            .map(Mode::Soup)
+            .ok_or_else(|| {
+                format!("expected clean, robust or soup:BETA with BETA in [0, 1], got `{other}`")
+            }),
+    }
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model from a config file.
+    Train(TrainArgs),
+    /// Evaluate a trained run under an attack ensemble.
+    Eval(EvalArgs),
+    /// Fetch, inspect and corrupt datasets.
+    #[command(subcommand)]
+    Data(cmd_data::DataCmd),
+    /// Print parameter counts of a preset with an adapter.
+    Info {
+        /// A ViT preset (e.g. vit_base_patch16_224).
+        #[arg(long)]
+        preset: String,
+        /// Adapter: none, cls_token, dual_layer_norm, bias, prompt[:K], lora[:R].
+        #[arg(long, default_value = "cls_token")]
+        adapter: String,
+    },
+    /// Check a timm `.safetensors` against a preset and write it as an advsoup model.
+    ImportTimm {
+        /// The timm weights (PyTorch layout, timm keys).
+        file: PathBuf,
+        /// The preset the weights belong to.
+        #[arg(long)]
+        preset: String,
+        /// Adapter to add (its duplicated parameters start as copies of the loaded ones).
+        #[arg(long, default_value = "cls_token")]
+        adapter: String,
+        /// Output advsoup model file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a run's model (a given mode) back to timm's layout.
+    ExportTimm {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Which adapter to bake in: clean, robust or soup:BETA (cls_token/dual_layer_norm/bias).
+        #[arg(long, default_value = "clean", value_parser = parse_mode)]
+        mode: Mode,
+        /// Output `.safetensors`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `advsoup train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// The experiment file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config value (repeatable): `--set attack.train.num_steps=3`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Override the regime: nominal, adversarial or co_training.
+    #[arg(long)]
+    pub regime: Option<String>,
+    /// Continue from the run's checkpoint if there is one.
+    #[arg(long)]
+    pub resume: bool,
+    /// Parent directory of runs.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceArg,
+    /// Stop after this many steps (checkpointed; resumable).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Checkpoint every N steps inside an epoch (0: at epoch ends only).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Fetch the dataset if it is not cached.
+    #[arg(long)]
+    pub fetch: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `advsoup eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The run directory.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Attack preset: pgd-K, fgsm, apgd-ce, apgd-t, square, standard.
+    #[arg(long, default_value = "standard")]
+    pub attack: String,
+    /// Radius (ℓ∞).
+    #[arg(long)]
+    pub eps: f64,
+    /// Test samples to attack.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Model mode: clean, robust, soup:BETA.
+    #[arg(long, default_value = "robust", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// Seed of the attacks' random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the report here (default: RUN/eval-<attack>-<eps>-<mode>.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train(args),
+        Command::Eval(args) => eval(args),
+        Command::Data(cmd) => cmd_data::run(cmd),
+        Command::Info { preset, adapter } => {
+            print!("{}", info(&preset, &adapter)?);
+            Ok(())
+        }
+        Command::ImportTimm {
+            file,
+            preset,
+            adapter,
+            out,
+        } => import_timm(&file, &preset, &adapter, &out),
+        Command::ExportTimm { run, mode, out } => export_timm(&run, mode, &out),
+    }
+}
+
+fn preset(name: &str) -> Result<VitConfig> {
+    VitConfig::preset(name).with_context(|| {
+        format!(
+            "unknown preset `{name}`, expected one of {}",
+            VitConfig::PRESETS.join(", ")
+        )
+    })
+}
+
+fn adapter(name: &str) -> Result<AdapterKind> {
+    AdapterKind::parse(name).with_context(|| {
+        format!("unknown adapter `{name}`, expected none, cls_token, dual_layer_norm, bias, prompt[:K] or lora[:R]")
+    })
+}
+
+/// The text of `advsoup info`.
+pub fn info(preset_name: &str, adapter_name: &str) -> Result<String> {
+    let vit = preset(preset_name)?;
+    let kind = adapter(adapter_name)?;
+    let per_domain = kind.params_per_domain(&vit);
+    let with = AdaptedVitConfig {
+        vit: vit.clone(),
+        adapter: kind,
+    }
+    .num_params();
+    Ok(format!(
+        "preset: {preset_name}\nadapter: {kind}\ntotal parameters (no adapter): {}\ntotal parameters (with adapter): {}\ndomain-specific parameters per domain: {}\n",
+        group(vit.num_params()),
+        group(with),
+        group(per_domain),
+    ))
+}
+
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Loads a config file with overrides and an optional regime override.
+pub fn load_config(path: &Path, overrides: &[String], regime: Option<&str>) -> Result<TrainConfig> {
+    let mut overrides = overrides.to_vec();
+    if let Some(r) = regime {
+        if advsoup_train::Regime::parse(r).is_none() {
+            bail!("--regime: unknown regime `{r}`, expected nominal, adversarial or co_training");
+        }
+        overrides.push(format!("regime=\"{r}\""));
+    }
+    Ok(TrainConfig::load(path, &overrides)?)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let config = load_config(&args.config, &args.overrides, args.regime.as_deref())?;
+    let splits = advsoup_train::load_data(&config, args.fetch)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // Ctrl-C: finish the current step, checkpoint, exit. A second Ctrl-C kills.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let mut options = RunOptions::new(&args.runs_dir);
+    options.resume = args.resume;
+    options.max_steps = args.max_steps;
+    options.progress = !args.quiet;
+    options.git_revision = git_revision();
+    options.stop = stop;
+    options.checkpoint_every = args.checkpoint_every;
+    let summary = match args.device {
+        DeviceArg::Cpu => {
+            let device = Default::default();
+            advsoup_train::train::<Autodiff<Flex>>(&config, &splits, &options, &device)?
+        }
+        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n)?,
+    };
+    println!("run: {}", summary.dir.display());
+    match summary.report {
+        Some(report) => {
+            println!(
+                "final ({} test images clean, {} attacked; train time {:.0}s):",
+                report.n_clean, report.n_robust, report.train_seconds
+            );
+            print!("{}", report.table());
+        }
+        None => println!("stopped after --max-steps; continue with --resume"),
+    }
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn train_cuda(
+    config: &TrainConfig,
+    splits: &advsoup_data::Splits,
+    options: &RunOptions,
+    n: usize,
+) -> Result<advsoup_train::RunSummary> {
+    use burn::backend::Cuda;
+    let device = burn::backend::cuda::CudaDevice::new(n);
+    probe_cuda(&device)?;
+    Ok(advsoup_train::train::<Autodiff<Cuda>>(
+        config, splits, options, &device,
+    )?)
+}
+
+#[cfg(feature = "cuda")]
+fn probe_cuda(device: &burn::backend::cuda::CudaDevice) -> Result<()> {
+    use burn::backend::Cuda;
+    use burn::prelude::*;
+    let d = device.clone();
+    let ok = std::panic::catch_unwind(move || {
+        Tensor::<Cuda, 1>::ones([2], &d)
+            .sum()
+            .into_scalar()
+            .elem::<f32>()
+    });
+    match ok {
+        Ok(v) if v == 2.0 => Ok(()),
+        _ => {
+            bail!("--device cuda: no usable CUDA device {device:?} (driver missing or device busy)")
+        }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_cuda(
+    _: &TrainConfig,
+    _: &advsoup_data::Splits,
+    _: &RunOptions,
+    _: usize,
+) -> Result<advsoup_train::RunSummary> {
+    bail!(
+        "--device cuda: this advsoup was built without the `cuda` feature (cargo build --features cuda)"
+    )
+}
+
+/// Rebuilds a run's model from its resolved config and `model.safetensors`.
+pub fn load_run<B: burn::prelude::Backend>(
+    run: &Path,
+    device: &B::Device,
+) -> Result<(TrainConfig, advsoup_adapters::AdaptedVit<B>)> {
+    let config_path = run.join("config.toml");
+    let config = TrainConfig::load(&config_path, &[])?;
+    let model = AdaptedVitConfig {
+        vit: config.vit()?,
+        adapter: config.model.adapter,
+    }
+    .try_init::<B>(device)
+    .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let model = advsoup_adapters::io::load_model(model, &run.join("model.safetensors"))?;
+    Ok((config, model))
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    type AD = Autodiff<Flex>;
+    let device = Default::default();
+    let (config, model) = load_run::<AD>(&args.run, &device)?;
+    let splits = advsoup_train::load_data(&config, false)?;
+    let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, args.eps, args.seed)?;
+    let report = advsoup_train::eval::robust_eval::<AD>(
+        &model.valid(),
+        args.mode,
+        &evaluator,
+        &splits.test,
+        args.n,
+        config.eval.batch_size,
+        &device,
+    )
+    .context("the test split is empty")?;
+    let mode = match args.mode {
+        Mode::Clean => "clean".to_string(),
+        Mode::Adversarial => "robust".to_string(),
+        Mode::Soup(b) => format!("soup{b}"),
+    };
+    let out = args.out.unwrap_or_else(|| {
+        args.run
+            .join(format!("eval-{}-{}-{mode}.json", args.attack, args.eps))
+    });
+    let json = serde_json::to_vec_pretty(&report)?;
+    advsoup_train::write_atomic(&out, &json)?;
+    println!(
+        "{} eps={} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
+        args.attack,
+        args.eps,
+        report.n,
+        100.0 * report.clean_accuracy,
+        100.0 * report.robust_accuracy,
+        report.cost.sample_forwards
+    );
+    for w in report.sanity.warnings() {
+        println!("sanity: {w}");
+    }
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+fn import_timm(file: &Path, preset_name: &str, adapter_name: &str, out: &Path) -> Result<()> {
+    let vit_config = preset(preset_name)?;
+    let kind = adapter(adapter_name)?;
+    let device = Default::default();
+    let vit = advsoup_vit::io::load_timm::<Flex>(file, &vit_config, &device)?;
+    let model = advsoup_adapters::AdaptedVit::new(vit, kind, &vit_config);
+    advsoup_adapters::io::save_model(&model, out)?;
+    println!(
+        "imported {} ({} parameters) with adapter {kind} -> {}",
+        file.display(),
+        group(vit_config.num_params()),
+        out.display()
+    );
+    Ok(())
+}
+
+fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
+    let device = Default::default();
+    let (_, model) = load_run::<Flex>(run, &device)?;
+    let vit = model.bake(mode).with_context(|| {
+        format!(
+            "adapter {} cannot be baked into a plain ViT (prompts and LoRA add computation)",
+            model.kind()
+        )
+    })?;
+    advsoup_vit::io::save_timm(&vit, out)?;
+    println!(
+        "exported {} mode {mode:?} -> {}",
+        run.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Entry point of the binary: parses `std::env::args`, runs, prints `error: ...` and exits 2 on
+/// failure.
+pub fn main_entry() -> ! {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ADVSOUP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,advsoup_train=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_reports_timm_count_and_token_size() {
+        let text = info("vit_base_patch16_224", "cls_token").expect("info");
+        assert!(
+            text.contains("total parameters (no adapter): 86,567,656"),
+            "{text}"
+        );
+        assert!(
+            text.contains("domain-specific parameters per domain: 768\n"),
+            "{text}"
+        );
+        let text = info("vit_base_patch16_224", "dual_layer_norm").expect("info");
+        assert!(text.contains("per domain: 38,400\n"), "{text}");
+        assert!(info("vit_huge", "cls_token").is_err());
+        assert!(info("vit_base_patch16_224", "tokens").is_err());
+    }
+
+    #[test]
+    fn device_and_mode_parsing() {
+        assert_eq!(parse_device("cuda:1"), Ok(DeviceArg::Cuda(1)));
+        assert!(parse_device("gpu").is_err());
+        assert_eq!(parse_mode("soup:0.3"), Ok(Mode::Soup(0.3)));
+        assert!(parse_mode("soup:1.5").is_err());
+    }
+}

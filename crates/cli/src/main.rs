@@ -1,0 +1,4 @@
+//! The `advsoup` binary; everything lives in the library (`advsoup_cli`).
+fn main() {
+    advsoup_cli::main_entry()
+}

@@ -1,0 +1,215 @@
+//! The training regimes, each a burn [`TrainStep`] over the same batch type, so one loop
+//! ([`crate::fit`]) drives them all.
+
+use advsoup_adapters::{AdaptedVit, Mode, Route};
+use advsoup_attacks::{Pgd, PgdConfig, Selection, ThreatModel};
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::metric::ItemLazy;
+use burn::train::{TrainOutput, TrainStep};
+
+use crate::config::PgdSection;
+
+/// One training batch.
+#[derive(Debug, Clone)]
+pub struct TrainBatch<B: Backend> {
+    /// `[n, c, h, w]` pixels in [0, 1].
+    pub images: Tensor<B, 4>,
+    /// `[n]` labels (the unmixed ones; attacks use these).
+    pub targets: Tensor<B, 1, Int>,
+    /// `[n, classes]` target distributions (label smoothing, mixup, CutMix).
+    pub soft_targets: Tensor<B, 2>,
+    /// Per-sample keys of the attack's random start (unique per sample and epoch).
+    pub ids: Vec<u64>,
+    /// Seed of the attack's random starts.
+    pub seed: u64,
+}
+
+/// What a step reports (already read back: the loop needs the loss for its NaN check).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// The optimized loss.
+    pub loss: f64,
+    /// Samples that went into the loss (both halves of a mixed batch).
+    pub samples: usize,
+}
+
+impl ItemLazy for StepStats {
+    type ItemSync = StepStats;
+    fn sync(self) -> Self::ItemSync {
+        self
+    }
+}
+
+/// Settings a step needs besides the model.
+#[derive(Debug, Clone)]
+pub struct StepConfig {
+    /// Weight α of the clean loss (co-training).
+    pub alpha: f64,
+    /// The training attack.
+    pub attack: Pgd,
+}
+
+impl StepConfig {
+    /// Builds the training attack (ℓ∞ PGD, last iterate: the fast path with no host reads).
+    pub fn new(alpha: f64, pgd: &PgdSection) -> Result<Self, advsoup_attacks::AttackError> {
+        let attack = PgdConfig::new(ThreatModel::Linf, pgd.eps, pgd.num_steps)
+            .with_step_size(pgd.step_size)
+            .with_random_start(pgd.random_start)
+            .with_select(Selection::Last)
+            .init()?;
+        Ok(Self { alpha, attack })
+    }
+}
+
+/// Cross-entropy against target distributions, averaged over the batch.
+///
+/// # Shapes
+/// - logits, targets: `[n, classes]` -> `[1]`
+pub fn soft_cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
+}
+
+/// A regime: a module that [`TrainStep`]s on [`TrainBatch`]es and wraps an [`AdaptedVit`].
+pub trait Regime<B: AutodiffBackend>:
+    TrainStep<Input = TrainBatch<B>, Output = StepStats> + AutodiffModule<B> + Sized
+{
+    /// Wraps a model.
+    fn wrap(model: AdaptedVit<B>, config: StepConfig) -> Self;
+    /// The model.
+    fn model(&self) -> &AdaptedVit<B>;
+    /// Unwraps the model.
+    fn into_model(self) -> AdaptedVit<B>;
+}
+
+/// Crafts x_adv against the robust mode of a frozen, deterministic copy of `model`: only the
+/// input is on the autodiff graph, and x_adv stays on the inner backend.
+pub fn craft<B: AutodiffBackend>(
+    model: &AdaptedVit<B>,
+    attack: &Pgd,
+    batch: &TrainBatch<B>,
+) -> Tensor<B, 4> {
+    let frozen = AdaptedVit::<B>::from_inner(model.valid())
+        .deterministic()
+        .no_grad();
+    let route = Route::mode(Mode::Adversarial);
+    let f = |x: Tensor<B, 4>| frozen.forward(x, &route);
+    let out = attack.attack::<B, _>(
+        &f,
+        &batch.images.clone().inner(),
+        &batch.targets.clone().inner(),
+        &batch.ids,
+        batch.seed,
+    );
+    Tensor::from_inner(out.x_adv)
+}
+
+fn finish<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    loss: Tensor<B, 1>,
+    samples: usize,
+) -> TrainOutput<StepStats> {
+    let value: f64 = loss.clone().into_scalar().elem::<f64>();
+    TrainOutput::new(
+        module,
+        loss.backward(),
+        StepStats {
+            loss: value,
+            samples,
+        },
+    )
+}
+
+macro_rules! regime {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Module, Debug)]
+        pub struct $name<B: Backend> {
+            /// The model.
+            pub model: AdaptedVit<B>,
+            /// Step settings.
+            #[module(skip)]
+            pub config: Option<StepConfig>,
+        }
+
+        impl<B: AutodiffBackend> Regime<B> for $name<B> {
+            fn wrap(model: AdaptedVit<B>, config: StepConfig) -> Self {
+                Self { model, config: Some(config) }
+            }
+            fn model(&self) -> &AdaptedVit<B> {
+                &self.model
+            }
+            fn into_model(self) -> AdaptedVit<B> {
+                self.model
+            }
+        }
+
+        impl<B: AutodiffBackend> $name<B> {
+            #[allow(dead_code)]
+            fn step_config(&self) -> &StepConfig {
+                self.config
+                    .as_ref()
+                    .expect("a regime built by Regime::wrap carries its step config")
+            }
+        }
+    };
+}
+
+regime!(
+    /// Standard training: clean inputs through the clean adapter.
+    Nominal
+);
+regime!(
+    /// Adversarial training (Madry et al. 2018): PGD inputs through the adversarial adapter.
+    Adversarial
+);
+regime!(
+    /// Co-training (Rebuffi et al. 2023): α·CE(f(x; φ_clean)) + (1 − α)·CE(f(x_adv; φ_adv)),
+    /// both halves in ONE mixed forward pass, each sample routed to its own adapter.
+    CoTraining
+);
+
+impl<B: AutodiffBackend> TrainStep for Nominal<B> {
+    type Input = TrainBatch<B>;
+    type Output = StepStats;
+
+    fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
+        let n = batch.images.dims()[0];
+        let logits = self.model.forward_mode(batch.images, Mode::Clean);
+        finish(self, soft_cross_entropy(logits, batch.soft_targets), n)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for Adversarial<B> {
+    type Input = TrainBatch<B>;
+    type Output = StepStats;
+
+    fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
+        let n = batch.images.dims()[0];
+        let x_adv = craft(&self.model, &self.step_config().attack, &batch);
+        let logits = self.model.forward_mode(x_adv, Mode::Adversarial);
+        finish(self, soft_cross_entropy(logits, batch.soft_targets), n)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for CoTraining<B> {
+    type Input = TrainBatch<B>;
+    type Output = StepStats;
+
+    fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
+        let n = batch.images.dims()[0];
+        let alpha = self.step_config().alpha;
+        let x_adv = craft(&self.model, &self.step_config().attack, &batch);
+        let device = batch.images.device();
+        let mixed = Tensor::cat(vec![batch.images, x_adv], 0);
+        let logits = self.model.forward(mixed, &Route::split(n, n, &device));
+        let classes = logits.dims()[1];
+        let clean = logits.clone().slice([0..n, 0..classes]);
+        let adv = logits.slice([n..2 * n, 0..classes]);
+        let loss = soft_cross_entropy(clean, batch.soft_targets.clone()) * alpha
+            + soft_cross_entropy(adv, batch.soft_targets) * (1.0 - alpha);
+        finish(self, loss, 2 * n)
+    }
+}

@@ -1,0 +1,256 @@
+//! End-to-end tests through the cli's library API on generated data (no network): a smoke run of
+//! co-training + evaluation, exact resume after an interruption, and clear config errors.
+
+use std::path::{Path, PathBuf};
+
+use advsoup_cli::{Cli, run};
+use clap::Parser;
+
+/// Writes a small Fashion-MNIST-shaped IDX dataset (28x28, 10 classes) whose classes are
+/// learnable: class c has a bright horizontal band at row 2c.
+fn write_idx(dir: &Path, train: usize, test: usize) {
+    let d = dir.join("fashion-mnist");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let images = |n: usize, salt: usize| {
+        let mut v = vec![0u8, 0, 8, 3];
+        for x in [n as u32, 28, 28] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        for i in 0..n {
+            let class = i % 10;
+            for r in 0..28 {
+                for c in 0..28 {
+                    let band = r / 2 == class + 2;
+                    let noise = ((i * 31 + r * 7 + c * 13 + salt) % 17) as u8;
+                    v.push(if band { 200 + noise } else { noise * 3 });
+                }
+            }
+        }
+        v
+    };
+    let labels = |n: usize| {
+        let mut v = vec![0u8, 0, 8, 1];
+        v.extend_from_slice(&(n as u32).to_be_bytes());
+        v.extend((0..n).map(|i| (i % 10) as u8));
+        v
+    };
+    std::fs::write(d.join("train-images-idx3-ubyte"), images(train, 0)).expect("write");
+    std::fs::write(d.join("train-labels-idx1-ubyte"), labels(train)).expect("write");
+    std::fs::write(d.join("t10k-images-idx3-ubyte"), images(test, 5)).expect("write");
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), labels(test)).expect("write");
+}
+
+fn tiny_config(dir: &Path, data: &Path, epochs: usize) -> PathBuf {
+    let text = format!(
+        r#"
+name = "tiny"
+seed = 3
+regime = "co_training"
+
+[model]
+preset = "vit_mini_patch4_28"
+adapter = "cls_token"
+patch_size = 7
+embed_dim = 16
+depth = 1
+num_heads = 2
+mlp_ratio = 2.0
+
+[data]
+dataset = "fashion-mnist"
+data_dir = "{}"
+held_out = 20
+crop_padding = 1
+workers = 0
+
+[attack.train]
+eps = 0.1
+num_steps = 2
+step_size = 0.0625
+
+[attack.eval]
+eps = 0.1
+num_steps = 3
+step_size = 0.05
+
+[optim]
+epochs = {epochs}
+batch_size = 16
+lr = 1e-3
+warmup_epochs = 0.5
+weight_decay = 0.05
+grad_clip = 1.0
+
+[eval]
+held_out_robust = 10
+test_robust = 20
+test_attack = "pgd-5"
+batch_size = 32
+"#,
+        data.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn cli(args: &[&str]) -> anyhow::Result<()> {
+    run(Cli::try_parse_from(
+        std::iter::once("advsoup").chain(args.iter().copied()),
+    )?)
+}
+
+fn train(config: &Path, runs: &Path, extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().expect("utf8"),
+        "--runs-dir",
+        runs.to_str().expect("utf8"),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+#[test]
+fn smoke_one_co_training_step_then_evaluation() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    write_idx(&data, 84, 40);
+    let config = tiny_config(tmp.path(), &data, 1);
+    let runs = tmp.path().join("runs");
+    // One co-training step, checkpointed.
+    train(&config, &runs, &["--max-steps", "1"]).expect("one step");
+    let run_dir = runs.join("tiny");
+    assert!(run_dir.join("checkpoint/model.bin").is_file());
+    assert!(run_dir.join("config.toml").is_file() && run_dir.join("run.json").is_file());
+    assert!(!run_dir.join("final.json").exists());
+    // Finish the (tiny) epoch and evaluate.
+    train(&config, &runs, &["--resume"]).expect("finish");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("final.json")).expect("final.json"))
+            .expect("json");
+    for key in ["clean_mode_clean_acc", "robust_mode_robust_acc"] {
+        let v = report[key].as_f64().expect(key);
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(report["n_clean"], 40);
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(metrics.lines().count(), 1);
+    // A separate evaluation of the run.
+    cli(&[
+        "eval",
+        "--run",
+        run_dir.to_str().expect("utf8"),
+        "--attack",
+        "pgd-3",
+        "--eps",
+        "0.1",
+        "--n",
+        "8",
+    ])
+    .expect("eval");
+    assert!(run_dir.join("eval-pgd-3-0.1-robust.json").is_file());
+    // Without --resume an existing run is refused, naming the directory.
+    let err = train(&config, &runs, &[]).unwrap_err();
+    assert!(format!("{err:#}").contains("--resume"), "{err:#}");
+}
+
+fn strip_timing(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("train_seconds");
+        o.remove("images_per_s");
+    }
+    v
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    write_idx(&data, 84, 30);
+    let config = tiny_config(tmp.path(), &data, 2);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    train(&config, &a, &[]).expect("uninterrupted");
+    // Stop mid-epoch (2 steps into the second epoch), then resume.
+    // Known gap: a chain of two interruptions (resume, stop again, resume) does not yet
+    // reproduce the uninterrupted run bit for bit; see the train issue's note.
+    train(&config, &b, &["--max-steps", "6"]).expect("part 1");
+    train(&config, &b, &["--resume"]).expect("rest");
+    let read = |dir: &Path, f: &str| std::fs::read(dir.join("tiny").join(f)).expect(f);
+    let (ma, mb) = (read(&a, "model.safetensors"), read(&b, "model.safetensors"));
+    let (ta, tb) = (
+        safetensors::SafeTensors::deserialize(&ma).expect("model a"),
+        safetensors::SafeTensors::deserialize(&mb).expect("model b"),
+    );
+    let mut names = ta.names();
+    names.sort();
+    assert!(names.len() > 10);
+    for n in names {
+        let (x, y) = (ta.tensor(n).expect("a"), tb.tensor(n).expect("b"));
+        assert!(x.data() == y.data(), "parameter {n} differs after resume");
+    }
+    let json =
+        |dir: &Path| strip_timing(serde_json::from_slice(&read(dir, "final.json")).expect("json"));
+    assert_eq!(json(&a), json(&b));
+    let lines = |dir: &Path| -> Vec<serde_json::Value> {
+        String::from_utf8(read(dir, "metrics.jsonl"))
+            .expect("utf8")
+            .lines()
+            .map(|l| strip_timing(serde_json::from_str(l).expect("line")))
+            .collect()
+    };
+    assert_eq!(lines(&a), lines(&b));
+}
+
+#[test]
+fn bad_configs_get_one_clear_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let config = tiny_config(tmp.path(), &data, 1);
+    let runs = tmp.path().join("runs");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "optim.epocs=3"], "unknown field `epocs`"),
+        (&["--set", "attack.train.eps=0"], "attack.train.eps"),
+        (&["--set", "attack.train.eps=1.5"], "attack.train.eps"),
+        (
+            &["--set", "attack.train.step_size=0.5"],
+            "attack.train.step_size",
+        ),
+        (&["--regime", "madry"], "unknown regime `madry`"),
+        (
+            &["--set", "model.embed_dim=15"],
+            "embed_dim 15 is not divisible by num_heads 2",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let err = format!("{:#}", train(&config, &runs, extra).unwrap_err());
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    assert!(!runs.exists(), "nothing may be written for a bad config");
+}
+
+#[test]
+fn two_identical_runs_give_identical_models() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    write_idx(&data, 84, 30);
+    let config = tiny_config(tmp.path(), &data, 1);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    train(&config, &a, &[]).expect("a");
+    train(&config, &b, &[]).expect("b");
+    let read = |dir: &Path| std::fs::read(dir.join("tiny/model.safetensors")).expect("model");
+    let (ma, mb) = (read(&a), read(&b));
+    let (ta, tb) = (
+        safetensors::SafeTensors::deserialize(&ma).expect("a"),
+        safetensors::SafeTensors::deserialize(&mb).expect("b"),
+    );
+    for n in ta.names() {
+        assert!(
+            ta.tensor(n).expect("a").data() == tb.tensor(n).expect("b").data(),
+            "{n} differs"
+        );
+    }
+}
