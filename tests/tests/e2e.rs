@@ -152,6 +152,26 @@ fn smoke_one_co_training_step_then_evaluation() {
     ])
     .expect("eval");
     assert!(run_dir.join("eval-pgd-3-0.1-robust.json").is_file());
+    // Adversarial examples with their per-sample status.
+    let out = tmp.path().join("adv");
+    cli(&[
+        "attack",
+        "--run",
+        run_dir.to_str().expect("utf8"),
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--n",
+        "6",
+        "--out",
+        out.to_str().expect("utf8"),
+    ])
+    .expect("attack");
+    let bytes = std::fs::read(out.with_extension("safetensors")).expect("x_adv file");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    assert_eq!(st.tensor("x_adv").expect("x_adv").shape(), &[6, 1, 28, 28]);
+    assert_eq!(st.tensor("robust").expect("robust").shape(), &[6]);
     // Without --resume an existing run is refused, naming the directory.
     let err = train(&config, &runs, &[]).unwrap_err();
     assert!(format!("{err:#}").contains("--resume"), "{err:#}");
@@ -268,5 +288,21 @@ fn two_identical_runs_give_identical_models() {
             ta.tensor(n).expect("a").data() == tb.tensor(n).expect("b").data(),
             "{n} differs"
         );
+    }
+}
+
+#[test]
+fn every_regime_trains() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    write_idx(&data, 52, 20);
+    let config = tiny_config(tmp.path(), &data, 1);
+    for regime in ["nominal", "adversarial", "co_training"] {
+        let runs = tmp.path().join(regime);
+        train(&config, &runs, &["--regime", regime]).expect(regime);
+        let resolved =
+            std::fs::read_to_string(runs.join("tiny/config.toml")).expect("resolved config");
+        assert!(resolved.contains(&format!("regime = \"{regime}\"")), "{resolved}");
+        assert!(runs.join("tiny/final.json").is_file(), "{regime}");
     }
 }

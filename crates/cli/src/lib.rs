@@ -4,7 +4,9 @@
 //! Its library API ([`Cli`], [`run`]) is what the end-to-end tests drive.
 #![warn(missing_docs)]
 
+mod cmd_bench;
 mod cmd_data;
+mod cmd_soup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,9 +78,18 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a trained run under an attack ensemble.
     Eval(EvalArgs),
+    /// Adversarial model soups: sweep β, select β on a shifted held-out set.
+    #[command(subcommand)]
+    Soup(cmd_soup::SoupCmd),
+    /// Speed benchmarks (images/s) of forward, train, PGD and co-training steps.
+    Bench(cmd_bench::BenchArgs),
     /// Fetch, inspect and corrupt datasets.
     #[command(subcommand)]
     Data(cmd_data::DataCmd),
+    /// Attack test images of a run and write the adversarial examples with their per-sample
+    /// status (`<out>.safetensors`: `x_adv` [n, c, h, w], `label`, `robust`; `<out>.json`: the
+    /// report).
+    Attack(AttackArgs),
     /// Print parameter counts of a preset with an adapter.
     Info {
         /// A ViT preset (e.g. vit_base_patch16_224).
@@ -177,12 +188,41 @@ pub struct EvalArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `advsoup attack`.
+#[derive(Debug, clap::Args)]
+pub struct AttackArgs {
+    /// The run directory.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Attack preset: pgd-K, fgsm, apgd-ce, apgd-t, square, standard.
+    #[arg(long, default_value = "pgd-20")]
+    pub attack: String,
+    /// Radius (ℓ∞).
+    #[arg(long)]
+    pub eps: f64,
+    /// Test samples to attack (the first n).
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Model mode: clean, robust, soup:BETA.
+    #[arg(long, default_value = "robust", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// Seed of the attacks' random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output path without extension.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
+        Command::Attack(args) => attack(args),
         Command::Data(cmd) => cmd_data::run(cmd),
+        Command::Soup(cmd) => cmd_soup::run(cmd),
+        Command::Bench(args) => cmd_bench::run(args),
         Command::Info { preset, adapter } => {
             print!("{}", info(&preset, &adapter)?);
             Ok(())
@@ -408,6 +448,68 @@ fn eval(args: EvalArgs) -> Result<()> {
         println!("sanity: {w}");
     }
     println!("report: {}", out.display());
+    Ok(())
+}
+
+fn attack(args: AttackArgs) -> Result<()> {
+    use burn::prelude::*;
+    type AD = Autodiff<Flex>;
+    let device = Default::default();
+    let (config, model) = load_run::<AD>(&args.run, &device)?;
+    let splits = advsoup_train::load_data(&config, false)?;
+    let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, args.eps, args.seed)?;
+    let n = args.n.min(splits.test.num_samples());
+    if n == 0 {
+        bail!("--n: the test split has no samples to attack");
+    }
+    let subset = splits.test.subset(&(0..n).collect::<Vec<_>>());
+    let frozen = advsoup_adapters::AdaptedVit::<AD>::from_inner(model.valid())
+        .deterministic()
+        .no_grad();
+    let route = advsoup_adapters::Route::mode(args.mode);
+    let f = |x: Tensor<AD, 4>| frozen.forward(x, &route);
+    let mut report: Option<advsoup_attacks::EvalReport> = None;
+    let mut images: Vec<f32> = Vec::new();
+    let mut shape = [0usize; 3];
+    for batch in advsoup_train::eval::eval_batches::<Flex>(&subset, config.eval.batch_size, &device) {
+        let ids: Vec<u64> = batch.indices.iter().map(|i| *i as u64).collect();
+        let e = evaluator.evaluate::<AD, _>(&f, &batch.images, &batch.targets, &ids);
+        let [_, c, h, w] = e.x_adv.dims();
+        shape = [c, h, w];
+        images.extend(e.x_adv.into_data().iter::<f32>());
+        match report.as_mut() {
+            Some(r) => r.merge(e.report),
+            None => report = Some(e.report),
+        }
+    }
+    let report = report.context("no batch was attacked")?;
+    let labels: Vec<f32> = report.samples.iter().map(|s| s.label as f32).collect();
+    let robust: Vec<f32> = report.samples.iter().map(|s| f32::from(u8::from(s.robust))).collect();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (xb, lb, rb) = (bytes(&images), bytes(&labels), bytes(&robust));
+    fn view(d: &[u8], s: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s, d)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+    let tensors = vec![
+        ("x_adv", view(&xb, vec![n, shape[0], shape[1], shape[2]])?),
+        ("label", view(&lb, vec![n])?),
+        ("robust", view(&rb, vec![n])?),
+    ];
+    let st = safetensors::serialize(tensors, None)?;
+    let st_path = args.out.with_extension("safetensors");
+    advsoup_train::write_atomic(&st_path, &st)?;
+    let json_path = args.out.with_extension("json");
+    advsoup_train::write_atomic(&json_path, &serde_json::to_vec_pretty(&report)?)?;
+    println!(
+        "{} eps={} n={}: robust {:.2}% -> {} and {}",
+        args.attack,
+        args.eps,
+        report.n,
+        100.0 * report.robust_accuracy,
+        st_path.display(),
+        json_path.display()
+    );
     Ok(())
 }
 
