@@ -302,7 +302,10 @@ fn every_regime_trains() {
         train(&config, &runs, &["--regime", regime]).expect(regime);
         let resolved =
             std::fs::read_to_string(runs.join("tiny/config.toml")).expect("resolved config");
-        assert!(resolved.contains(&format!("regime = \"{regime}\"")), "{resolved}");
+        assert!(
+            resolved.contains(&format!("regime = \"{regime}\"")),
+            "{resolved}"
+        );
         assert!(runs.join("tiny/final.json").is_file(), "{regime}");
     }
 }

@@ -30,6 +30,50 @@ enum Task {
     Tidy,
     /// Run the test suite the way CI does.
     Test,
+    /// Benchmark advsoup (release build) and, when `python3 -c "import torch, timm"` works, the
+    /// PyTorch reference (crates/bench/reference/torch_bench.py) with the same settings and
+    /// threads; prints one side-by-side table with the ratio advsoup/torch. JSON under
+    /// target/bench/.
+    Bench(BenchArgs),
+}
+
+/// `cargo xtask bench`.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// CI size: a test-sized model, 1 iteration.
+    #[arg(long)]
+    quick: bool,
+    /// tiny32, vitb16 or all.
+    #[arg(long, default_value = "tiny32")]
+    preset: String,
+    /// Batch size (default: per preset).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Measured calls per step.
+    #[arg(long)]
+    iters: Option<usize>,
+    /// Untimed calls before measuring.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// PGD steps K of the co-training step.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// CPU threads for both (RAYON_NUM_THREADS for advsoup, torch.set_num_threads); default:
+    /// all available.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// cpu or cuda (advsoup then needs `--features cuda`; pass it with --cargo-features).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Cargo features for the advsoup build (e.g. cuda).
+    #[arg(long)]
+    cargo_features: Option<String>,
+    /// Skip the PGD peak-memory children.
+    #[arg(long)]
+    no_memory: bool,
+    /// Do not run the PyTorch reference.
+    #[arg(long)]
+    no_torch: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -135,6 +179,214 @@ fn tidy() -> Result<()> {
     }
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn torch_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import torch, timm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let root = workspace_root();
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut shared: Vec<String> = vec![
+        "--preset".into(),
+        args.preset.clone(),
+        "--device".into(),
+        args.device.clone(),
+    ];
+    for (flag, v) in [
+        ("--batch", args.batch),
+        ("--iters", args.iters),
+        ("--warmup", args.warmup),
+        ("--steps", args.steps),
+    ] {
+        if let Some(v) = v {
+            shared.extend([flag.to_string(), v.to_string()]);
+        }
+    }
+    if args.quick {
+        shared.push("--quick".into());
+    }
+    if args.no_memory {
+        shared.push("--no-memory".into());
+    }
+    let load_before = load_average();
+
+    let ours_path = out_dir.join("advsoup.json");
+    let mut c = cargo();
+    c.args(["run", "--release", "--quiet", "-p", "advsoup-cli"]);
+    if let Some(f) = &args.cargo_features {
+        c.args(["--features", f]);
+    }
+    c.args(["--", "bench"])
+        .args(&shared)
+        .arg("--json")
+        .arg(&ours_path)
+        .env("RAYON_NUM_THREADS", threads.to_string());
+    status(c)?;
+    let ours = read_json(&ours_path)?;
+
+    let torch = if args.no_torch {
+        None
+    } else if torch_available() {
+        let torch_path = out_dir.join("torch.json");
+        let mut c = Command::new("python3");
+        c.current_dir(&root)
+            .arg("crates/bench/reference/torch_bench.py")
+            .args(&shared)
+            .args(["--threads", &threads.to_string()])
+            .arg("--json")
+            .arg(&torch_path);
+        status(c)?;
+        Some(read_json(&torch_path)?)
+    } else {
+        println!(
+            "PyTorch reference skipped: `python3 -c \"import torch, timm\"` failed (pip install torch timm)"
+        );
+        None
+    };
+    println!();
+    println!(
+        "threads {threads}; load average (1 min) {load_before} before, {} after",
+        load_average()
+    );
+    print!("{}", side_by_side(&ours, torch.as_ref()));
+    let busy = [load_before.as_str(), load_average().as_str()]
+        .iter()
+        .filter_map(|l| l.parse::<f64>().ok())
+        .any(|l| l > threads as f64 + 0.5);
+    if busy {
+        let hint = if threads > 1 {
+            "rerun on a quiet machine or compare at --threads 1"
+        } else {
+            "rerun on a quiet machine"
+        };
+        println!(
+            "\nwarning: the load average exceeded {threads} thread(s): the figures are contended \
+             (OpenMP in PyTorch degrades more than rayon when cores are oversubscribed); {hint}"
+        );
+    }
+    Ok(())
+}
+
+fn rate(report: &serde_json::Value, preset: &str, step: &str) -> Option<f64> {
+    report["presets"]
+        .as_array()?
+        .iter()
+        .find(|p| p["preset"] == preset)?["records"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == step)?["images_per_s"]
+        .as_f64()
+}
+
+fn peak(report: &serde_json::Value, preset: &str, k: u64) -> Option<(f64, f64)> {
+    let m = report["presets"]
+        .as_array()?
+        .iter()
+        .find(|p| p["preset"] == preset)?["memory"]
+        .as_array()?
+        .iter()
+        .find(|m| m["steps"].as_u64() == Some(k))?;
+    let peak = m["peak_rss_mib"].as_f64()?;
+    Some((peak, peak - m["rss_before_mib"].as_f64()?))
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+/// The side-by-side tables of an advsoup report and an optional torch report (the JSON shape of
+/// advsoup_bench::suite::BenchReport).
+fn side_by_side(ours: &serde_json::Value, torch: Option<&serde_json::Value>) -> String {
+    let null = serde_json::Value::Null;
+    let theirs = torch.unwrap_or(&null);
+    let mut s = format!(
+        "advsoup: {} | torch: {}\n\n| preset | step | batch | advsoup img/s | torch img/s | advsoup/torch |\n|---|---|---|---|---|---|\n",
+        ours["device"].as_str().unwrap_or("?"),
+        theirs["device"].as_str().unwrap_or("not run"),
+    );
+    let mut memory = String::new();
+    for p in ours["presets"].as_array().into_iter().flatten() {
+        let preset = p["preset"].as_str().unwrap_or("?");
+        for r in p["records"].as_array().into_iter().flatten() {
+            let step = r["name"].as_str().unwrap_or("?");
+            let label = if step == "co_training_step" {
+                format!("{step} (K={})", p["pgd_steps"])
+            } else {
+                step.to_string()
+            };
+            let a = r["images_per_s"].as_f64();
+            let t = rate(theirs, preset, step);
+            let ratio = match (a, t) {
+                (Some(a), Some(t)) if t > 0.0 => format!("{:.2}x", a / t),
+                _ => "-".into(),
+            };
+            s.push_str(&format!(
+                "| {preset} | {label} | {} | {} | {} | {ratio} |\n",
+                r["batch"],
+                cell(a),
+                cell(t)
+            ));
+        }
+        let ks: Vec<u64> = p["memory"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["steps"].as_u64())
+            .collect();
+        for &k in &ks {
+            let a = peak(ours, preset, k);
+            let t = peak(theirs, preset, k);
+            memory.push_str(&format!(
+                "| {preset} | {} | {k} | {} | {} | {} | {} |\n",
+                p["batch"],
+                cell(a.map(|a| a.0)),
+                cell(a.map(|a| a.1)),
+                cell(t.map(|t| t.0)),
+                cell(t.map(|t| t.1)),
+            ));
+        }
+        if let (Some(&k0), Some(&k1)) = (ks.first(), ks.last())
+            && k0 != k1
+        {
+            let ratio = |r: &serde_json::Value| match (peak(r, preset, k0), peak(r, preset, k1)) {
+                (Some(a), Some(b)) if a.0 > 0.0 => format!("{:.3}", b.0 / a.0),
+                _ => "-".into(),
+            };
+            memory.push_str(&format!(
+                "| {preset} | peak K={k1} / K={k0} | | {} | | {} | |\n",
+                ratio(ours),
+                ratio(theirs)
+            ));
+        }
+    }
+    if !memory.is_empty() {
+        s.push_str("\nPGD peak memory (process VmHWM, one fresh process per K; growth = peak - RSS before the attack)\n\n| preset | batch | K | advsoup peak MiB | advsoup growth MiB | torch peak MiB | torch growth MiB |\n|---|---|---|---|---|---|---|\n");
+        s.push_str(&memory);
+    }
+    s
+}
+
 fn main() -> Result<()> {
     match Xtask::parse().task {
         Task::Train { config, rest } => {
@@ -155,11 +407,64 @@ fn main() -> Result<()> {
             status(c)
         }
         Task::Tidy => tidy(),
+        Task::Bench(args) => bench(args),
         Task::Test => {
             tidy()?;
             let mut c = cargo();
             c.args(["test", "--workspace"]);
             status(c)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(tool: &str, rates: &[(&str, f64)], peaks: &[(u64, f64)]) -> serde_json::Value {
+        let records: Vec<_> = rates
+            .iter()
+            .map(|(n, r)| serde_json::json!({"name": n, "batch": 4, "iters": 1, "seconds_per_iter": 4.0 / r, "images_per_s": r}))
+            .collect();
+        let memory: Vec<_> = peaks
+            .iter()
+            .map(|(k, p)| serde_json::json!({"name": "pgd", "steps": k, "rss_before_mib": 100.0, "peak_rss_mib": p}))
+            .collect();
+        serde_json::json!({"tool": tool, "device": tool, "threads": 2, "presets": [
+            {"preset": "tiny32", "model": "m", "batch": 4, "pgd_steps": 2, "eps": 0.03, "step_size": 0.01,
+             "records": records, "memory": memory}]})
+    }
+
+    #[test]
+    fn side_by_side_joins_by_preset_and_step() {
+        let ours = report(
+            "advsoup",
+            &[("forward", 50.0), ("co_training_step", 10.0)],
+            &[(1, 110.0), (20, 121.0)],
+        );
+        let torch = report("torch", &[("forward", 100.0)], &[(1, 200.0), (20, 200.0)]);
+        let t = side_by_side(&ours, Some(&torch));
+        assert!(
+            t.contains("| tiny32 | forward | 4 | 50.0 | 100.0 | 0.50x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tiny32 | co_training_step (K=2) | 4 | 10.0 | - | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tiny32 | 4 | 20 | 121.0 | 21.0 | 200.0 | 100.0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tiny32 | peak K=20 / K=1 | | 1.100 | | 1.000 | |"),
+            "{t}"
+        );
+        let alone = side_by_side(&ours, None);
+        assert!(alone.contains("torch: not run"), "{alone}");
+        assert!(
+            alone.contains("| tiny32 | forward | 4 | 50.0 | - | - |"),
+            "{alone}"
+        );
     }
 }

@@ -6,6 +6,10 @@
 //! measured (the cli composes the steps from `train`), and never asserts on timings: speed is
 //! reported, not tested.
 //!
+//! [`report`] holds the RobustBench-style report cards of evaluated models (JSON + markdown)
+//! and content hashes; [`sweep`] the records, CSV/JSON and SVG plots of an adversarial-soup
+//! sweep over β and of a β selection under a shift. Neither evaluates anything itself.
+//!
 //! ```
 //! use advsoup_bench::measure;
 //! let m = measure("noop", 8, 1, 3, || {});
@@ -13,6 +17,12 @@
 //! assert!(m.images_per_s > 0.0);
 //! ```
 #![warn(missing_docs)]
+
+pub mod report;
+pub mod sweep;
+
+pub mod memory;
+pub mod suite;
 
 use std::time::Instant;
 

@@ -372,7 +372,7 @@ fn probe_cuda(device: &burn::backend::cuda::CudaDevice) -> Result<()> {
             .elem::<f32>()
     });
     match ok {
-        Ok(v) if v == 2.0 => Ok(()),
+        Ok(2.0) => Ok(()),
         _ => {
             bail!("--device cuda: no usable CUDA device {device:?} (driver missing or device busy)")
         }
@@ -471,7 +471,8 @@ fn attack(args: AttackArgs) -> Result<()> {
     let mut report: Option<advsoup_attacks::EvalReport> = None;
     let mut images: Vec<f32> = Vec::new();
     let mut shape = [0usize; 3];
-    for batch in advsoup_train::eval::eval_batches::<Flex>(&subset, config.eval.batch_size, &device) {
+    for batch in advsoup_train::eval::eval_batches::<Flex>(&subset, config.eval.batch_size, &device)
+    {
         let ids: Vec<u64> = batch.indices.iter().map(|i| *i as u64).collect();
         let e = evaluator.evaluate::<AD, _>(&f, &batch.images, &batch.targets, &ids);
         let [_, c, h, w] = e.x_adv.dims();
@@ -484,7 +485,11 @@ fn attack(args: AttackArgs) -> Result<()> {
     }
     let report = report.context("no batch was attacked")?;
     let labels: Vec<f32> = report.samples.iter().map(|s| s.label as f32).collect();
-    let robust: Vec<f32> = report.samples.iter().map(|s| f32::from(u8::from(s.robust))).collect();
+    let robust: Vec<f32> = report
+        .samples
+        .iter()
+        .map(|s| f32::from(u8::from(s.robust)))
+        .collect();
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let (xb, lb, rb) = (bytes(&images), bytes(&labels), bytes(&robust));
     fn view(d: &[u8], s: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
