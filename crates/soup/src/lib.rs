@@ -108,6 +108,9 @@ fn identical<B: Backend>(a: &Tensor<B, 1>, b: &Tensor<B, 1>) -> bool {
 /// # Panics
 /// If the modules do not have the same parameter shapes (a contract: same architecture).
 pub fn interpolate<B: Backend, M: Module<B>>(a: &M, b: &M, beta: f32) -> M {
+    // burn initializes parameters lazily: read `a` before cloning it so the clone cannot draw
+    // its own values.
+    flat_params(a);
     let others = [flat_params(b)];
     let mut mapper = Combine {
         others: &others,
@@ -134,6 +137,7 @@ pub fn uniform<B: Backend, M: Module<B>>(models: &[M]) -> M {
     let (first, rest) = models
         .split_first()
         .expect("soup: a uniform soup needs at least one ingredient");
+    flat_params(first); // materialize lazy parameters before cloning (see `interpolate`)
     let others: Vec<Vec<Tensor<B, 1>>> = rest.iter().map(flat_params).collect();
     let k = models.len() as f32;
     let mut mapper = Combine {
@@ -199,10 +203,12 @@ mod tests {
     fn two(seed: u64) -> Two<TestBackend> {
         let device = Default::default();
         TestBackend::seed(&device, seed);
-        Two {
+        let m = Two {
             shared: LinearConfig::new(3, 4).init(&device),
             adapter: LinearConfig::new(4, 2).init(&device),
-        }
+        };
+        flat_params(&m); // draw the lazily initialized values now, under this seed
+        m
     }
 
     fn data(m: &Linear<TestBackend>) -> burn::tensor::TensorData {
@@ -270,6 +276,7 @@ mod tests {
         let device = Default::default();
         let a = LinearConfig::new(3, 2).init::<AD>(&device);
         let b = LinearConfig::new(3, 2).init::<AD>(&device);
+        flat_params(&b);
         let s = interpolate(&a, &b, 0.5);
         assert!(s.weight.val().is_require_grad());
         let x = Tensor::<AD, 2>::ones([1, 3], &device);
