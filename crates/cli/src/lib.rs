@@ -452,7 +452,6 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn attack(args: AttackArgs) -> Result<()> {
-    use burn::prelude::*;
     type AD = Autodiff<Flex>;
     let device = Default::default();
     let (config, model) = load_run::<AD>(&args.run, &device)?;
@@ -462,27 +461,22 @@ fn attack(args: AttackArgs) -> Result<()> {
     if n == 0 {
         bail!("--n: the test split has no samples to attack");
     }
-    let subset = splits.test.subset(&(0..n).collect::<Vec<_>>());
-    let frozen = advsoup_adapters::AdaptedVit::<AD>::from_inner(model.valid())
-        .deterministic()
-        .no_grad();
-    let route = advsoup_adapters::Route::mode(args.mode);
-    let f = |x: Tensor<AD, 4>| frozen.forward(x, &route);
-    let mut report: Option<advsoup_attacks::EvalReport> = None;
     let mut images: Vec<f32> = Vec::new();
     let mut shape = [0usize; 3];
-    for batch in advsoup_train::eval::eval_batches::<Flex>(&subset, config.eval.batch_size, &device)
-    {
-        let ids: Vec<u64> = batch.indices.iter().map(|i| *i as u64).collect();
-        let e = evaluator.evaluate::<AD, _>(&f, &batch.images, &batch.targets, &ids);
-        let [_, c, h, w] = e.x_adv.dims();
-        shape = [c, h, w];
-        images.extend(e.x_adv.into_data().iter::<f32>());
-        match report.as_mut() {
-            Some(r) => r.merge(e.report),
-            None => report = Some(e.report),
-        }
-    }
+    let report = advsoup_train::eval::robust_eval_each::<AD>(
+        &model.valid(),
+        args.mode,
+        &evaluator,
+        &splits.test,
+        n,
+        config.eval.batch_size,
+        &device,
+        |e| {
+            let [_, c, h, w] = e.x_adv.dims();
+            shape = [c, h, w];
+            images.extend(e.x_adv.clone().into_data().iter::<f32>());
+        },
+    );
     let report = report.context("no batch was attacked")?;
     let labels: Vec<f32> = report.samples.iter().map(|s| s.label as f32).collect();
     let robust: Vec<f32> = report

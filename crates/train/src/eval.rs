@@ -2,7 +2,7 @@
 //! an attack ensemble from `advsoup-attacks`, batched and merged.
 
 use advsoup_adapters::{AdaptedVit, Mode, Route};
-use advsoup_attacks::{EvalReport, Evaluator};
+use advsoup_attacks::{EvalReport, Evaluation, Evaluator};
 use advsoup_data::{ImageBatch, ImageBatcher, ImageDataset, ImageLoader, LoaderConfig};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -68,6 +68,22 @@ pub fn robust_eval<AD: AutodiffBackend>(
     batch_size: usize,
     device: &AD::Device,
 ) -> Option<EvalReport> {
+    robust_eval_each::<AD>(model, mode, evaluator, data, n, batch_size, device, |_| {})
+}
+
+/// [`robust_eval`], also handing every batch's [`Evaluation`] (with its adversarial examples) to
+/// `on_batch` as it is produced, so callers can keep x_adv without holding the whole set.
+#[allow(clippy::too_many_arguments)]
+pub fn robust_eval_each<AD: AutodiffBackend>(
+    model: &AdaptedVit<AD::InnerBackend>,
+    mode: Mode,
+    evaluator: &Evaluator,
+    data: &ImageDataset,
+    n: usize,
+    batch_size: usize,
+    device: &AD::Device,
+    mut on_batch: impl FnMut(&Evaluation<AD::InnerBackend>),
+) -> Option<EvalReport> {
     let n = n.min(data.num_samples());
     if n == 0 {
         return None;
@@ -81,12 +97,11 @@ pub fn robust_eval<AD: AutodiffBackend>(
     let mut merged: Option<EvalReport> = None;
     for batch in eval_batches::<AD::InnerBackend>(&subset, batch_size, device) {
         let ids: Vec<u64> = batch.indices.iter().map(|i| *i as u64).collect();
-        let report = evaluator
-            .evaluate::<AD, _>(&f, &batch.images, &batch.targets, &ids)
-            .report;
+        let evaluation = evaluator.evaluate::<AD, _>(&f, &batch.images, &batch.targets, &ids);
+        on_batch(&evaluation);
         match merged.as_mut() {
-            Some(m) => m.merge(report),
-            None => merged = Some(report),
+            Some(m) => m.merge(evaluation.report),
+            None => merged = Some(evaluation.report),
         }
     }
     merged
