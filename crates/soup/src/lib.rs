@@ -236,7 +236,8 @@ mod tests {
                 "shared must be copied untouched"
             );
             let want = a.adapter.weight.val() * beta + b.adapter.weight.val() * (1.0 - beta);
-            data(&s.adapter).assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-7));
+            data(&s.adapter)
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-6, 1e-6));
         }
     }
 

@@ -166,7 +166,7 @@ mod tests {
         let d = det.forward(x.clone()).into_data();
         assert_eq!(c, d);
         let eval = vit.valid().forward(x.inner()).into_data();
-        c.assert_approx_eq::<f32>(&eval, Tolerance::absolute(1e-6));
+        c.assert_approx_eq::<f32>(&eval, Tolerance::rel_abs(1e-5, 1e-5));
     }
 
     #[test]
