@@ -48,8 +48,15 @@ impl ImageDataset {
         labels: Vec<u32>,
         num_classes: usize,
     ) -> Result<Self> {
-        let per = shape.iter().product::<usize>();
-        if per == 0 || pixels.len() != per * labels.len() {
+        // Checked: a header can declare sizes whose product overflows (with zero images, the
+        // pixel buffer is empty whatever the shape).
+        let holds = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&per| per > 0)
+            .and_then(|per| per.checked_mul(labels.len()))
+            .is_some_and(|total| total == pixels.len());
+        if !holds {
             return Err(DataError::Invalid(format!(
                 "pixel buffer of {} bytes does not hold {} images of shape {shape:?}",
                 pixels.len(),
@@ -347,5 +354,12 @@ pub(crate) mod tests {
         assert!(d.get(3).is_none());
         assert!(ImageDataset::new([1, 2, 2], vec![0; 4], vec![3], 2).is_err());
         assert!(ImageDataset::new([1, 2, 2], vec![0; 5], vec![1], 2).is_err());
+        // Regression (found writing the idx fuzz target): an overflowing shape with zero images
+        // used to panic in debug builds and to give a dataset with a wrapped image size in
+        // release builds.
+        let e = ImageDataset::new([usize::MAX, 2, 2], Vec::new(), Vec::new(), 2)
+            .expect_err("overflowing shape")
+            .to_string();
+        assert!(e.contains("does not hold 0 images"), "{e}");
     }
 }

@@ -20,24 +20,42 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// Largest decompressed IDX file accepted, bytes (MNIST's largest file is 47 MB): a gzip bomb
+/// fails with a clear error instead of filling the memory.
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
+
 /// Read a whole file, gunzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(io_err(path))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Format {
-                path: path.to_path_buf(),
-                what: format!(
-                    "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",
-                    out.len()
-                ),
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    decode_maybe_gz(path, raw, MAX_IDX_BYTES)
+}
+
+/// Gunzip `raw` when it starts with the gzip magic bytes (else return it as is), failing once
+/// more than `max_bytes` come out; `path` is only used in error messages.
+pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>, max_bytes: u64) -> Result<Vec<u8>> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(raw.as_slice())
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Format {
+            path: path.to_path_buf(),
+            what: format!(
+                "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",
+                out.len()
+            ),
+        })?;
+    if out.len() as u64 > max_bytes {
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            what: format!(
+                "gzip stream decompresses to more than {max_bytes} bytes: expected an idx file of at most that size"
+            ),
+        });
+    }
+    Ok(out)
 }
 
 /// Parse IDX bytes; `path` is only used in error messages. `expected_dims`, when given, is the
@@ -84,7 +102,13 @@ pub fn parse_idx(path: &Path, bytes: &[u8], expected_dims: Option<usize>) -> Res
             path: path.into(),
             what: format!("header dims {dims:?} overflow"),
         })?;
-    let expected = (header + n) as u64;
+    // `header + n` overflows for headers such as [6700417, 42009217, 65535] (product 2^64 - 1).
+    let expected = (n as u64)
+        .checked_add(header as u64)
+        .ok_or_else(|| DataError::Format {
+            path: path.into(),
+            what: format!("header dims {dims:?} promise more than 2^64 bytes"),
+        })?;
     if found_len < expected {
         return Err(DataError::Truncated {
             path: path.into(),
@@ -145,16 +169,42 @@ pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> Result<()> {
 /// label file) or a label `>= num_classes` (named with its entry and byte offset).
 pub fn load_idx_pair(images: &Path, labels: &Path, num_classes: usize) -> Result<ImageDataset> {
     let img_bytes = read_maybe_gz(images)?;
+    let lab_bytes = read_maybe_gz(labels)?;
+    parse_idx_pair(images, &img_bytes, labels, &lab_bytes, num_classes)
+}
+
+/// [`load_idx_pair`] on decompressed bytes already read (the paths only name them in errors).
+pub fn parse_idx_pair(
+    images: &Path,
+    img_bytes: &[u8],
+    labels: &Path,
+    lab_bytes: &[u8],
+    num_classes: usize,
+) -> Result<ImageDataset> {
     let img = match img_bytes.get(3) {
-        Some(4) => parse_idx(images, &img_bytes, Some(4))?,
-        _ => parse_idx(images, &img_bytes, Some(3))?,
+        Some(4) => parse_idx(images, img_bytes, Some(4))?,
+        _ => parse_idx(images, img_bytes, Some(3))?,
     };
     let shape = match img.dims.as_slice() {
         [_, h, w] => [1, *h, *w],
         [_, c, h, w] => [*c, *h, *w],
         _ => unreachable!("parse_idx checked the number of dims"),
     };
-    let lab = read_idx(labels, Some(1))?;
+    // With zero images the data is empty whatever c x h x w is, so check it here.
+    let image_len = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&len| len > 0);
+    if image_len.is_none() {
+        return Err(DataError::Format {
+            path: images.into(),
+            what: format!(
+                "header dims {:?}: expected a positive image size c x h x w that fits in memory",
+                img.dims
+            ),
+        });
+    }
+    let lab = parse_idx(labels, lab_bytes, Some(1))?;
     let n = img.dims[0];
     if lab.dims[0] != n {
         return Err(DataError::CountMismatch {
@@ -317,5 +367,68 @@ pub(crate) mod tests {
             .expect_err("tiny")
             .to_string();
         assert!(e.contains("tiny") && e.contains("truncated"), "{e}");
+    }
+
+    /// Raw idx bytes with an arbitrary header (no check that the data matches).
+    fn header(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 0x08, dims.len() as u8];
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics() {
+        let p = Path::new("hostile-images");
+        let (_, lab) = pair(0, 3);
+        let l = Path::new("labels");
+        // Dims whose product is exactly 2^64 - 1: `header + n` used to overflow (a panic in
+        // debug builds, a wrapped size in release builds).
+        let e = parse_idx(p, &header(&[6_700_417, 42_009_217, 65_535], &[]), Some(3))
+            .expect_err("overflowing size")
+            .to_string();
+        assert!(
+            e.contains("hostile-images") && e.contains("more than 2^64 bytes"),
+            "{e}"
+        );
+        // A product that overflows usize is named too.
+        let e = parse_idx(p, &header(&[u32::MAX; 4], &[]), Some(4))
+            .expect_err("overflowing dims")
+            .to_string();
+        assert!(e.contains("overflow"), "{e}");
+        // Zero images of an overflowing or empty shape: no panic, a clear error.
+        for dims in [[0, u32::MAX, u32::MAX, u32::MAX], [0, 3, 0, 4]] {
+            let e = parse_idx_pair(p, &header(&dims, &[]), l, &lab, 3)
+                .expect_err("bad shape")
+                .to_string();
+            assert!(
+                e.contains("hostile-images") && e.contains("positive image size"),
+                "{e}"
+            );
+        }
+        // A huge declared size fails as truncated without allocating it.
+        let e = parse_idx(p, &header(&[u32::MAX, 28, 28], &[1, 2, 3]), Some(3))
+            .expect_err("huge")
+            .to_string();
+        assert!(
+            e.contains("truncated") && e.contains("expected 3367254359296"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn gzip_bomb_is_capped() {
+        let bomb = gz(&vec![0u8; 1 << 16]);
+        let e = decode_maybe_gz(Path::new("bomb.gz"), bomb.clone(), 1000)
+            .expect_err("over the cap")
+            .to_string();
+        assert!(
+            e.contains("bomb.gz") && e.contains("more than 1000 bytes"),
+            "{e}"
+        );
+        let ok = decode_maybe_gz(Path::new("bomb.gz"), bomb, 1 << 16).expect("at the cap");
+        assert_eq!(ok.len(), 1 << 16);
     }
 }
