@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn_store::{ModuleSnapshot, PathFilter, SafetensorsStore};
+use burn_store::{ApplyError, ModuleSnapshot, PathFilter, SafetensorsStore};
 
 use crate::{AdaptedVit, AdapterKind};
 
@@ -129,14 +129,24 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), AdapterIoError> {
     })
 }
 
-fn read_checked(path: &Path, kind: AdapterKind, content: &str) -> Result<Vec<u8>, AdapterIoError> {
-    let bytes = std::fs::read(path).map_err(|source| AdapterIoError::Io {
+fn read(path: &Path) -> Result<Vec<u8>, AdapterIoError> {
+    std::fs::read(path).map_err(|source| AdapterIoError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+    })
+}
+
+/// Checks the safetensors header: valid, tagged with `content` and `kind`, every tensor `F32`
+/// (what [`save_model`] writes; another dtype would be loaded as is and break the model later).
+fn check_bytes(
+    path: &Path,
+    bytes: &[u8],
+    kind: AdapterKind,
+    content: &str,
+) -> Result<(), AdapterIoError> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| content_error(path, format!("not a valid safetensors file: {e}")))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let meta = header.metadata().clone().unwrap_or_default();
     let found_kind = meta
         .get(KIND_KEY)
         .cloned()
@@ -159,7 +169,18 @@ fn read_checked(path: &Path, kind: AdapterKind, content: &str) -> Result<Vec<u8>
             found: format!("adapter `{found_kind}`"),
         });
     }
-    Ok(bytes)
+    let mut tensors: Vec<_> = header.tensors().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some((key, info)) = tensors
+        .iter()
+        .find(|(_, i)| i.dtype != safetensors::Dtype::F32)
+    {
+        return Err(content_error(
+            path,
+            format!("parameter `{key}` has dtype {:?}, expected F32", info.dtype),
+        ));
+    }
+    Ok(())
 }
 
 fn apply<B: Backend>(
@@ -181,22 +202,54 @@ fn apply<B: Backend>(
         .load_from(&mut store)
         .map_err(|e| content_error(path, e))?;
     if let Some(e) = result.errors.first() {
-        return Err(content_error(path, e));
+        return Err(content_error(
+            path,
+            match e {
+                ApplyError::ShapeMismatch {
+                    path: key,
+                    expected,
+                    found,
+                } => format!(
+                    "parameter `{key}`: shape mismatch: found {found}, expected {expected} (a file of another architecture?)"
+                ),
+                other => other.to_string(),
+            },
+        ));
     }
     // A partial (adapter-only) file leaves the parameters outside its filter "missing".
     let wanted = |key: &String| filter.as_ref().is_none_or(|f| f.matches(key));
     if let Some((key, _)) = result.missing.iter().find(|(k, _)| wanted(k)) {
         return Err(content_error(path, format!("missing parameter `{key}`")));
     }
+    // Without this, a file of a deeper model (more blocks) would load silently into a
+    // shallower one. (burn-store lists applied keys as unused only with its PyTorch adapter,
+    // which these files do not use.)
+    if let Some(key) = result.unused.first() {
+        return Err(content_error(
+            path,
+            format!(
+                "unexpected parameter `{key}`: not a parameter of this model (a file of another architecture?)"
+            ),
+        ));
+    }
     Ok(())
 }
 
 /// Loads a whole model saved by [`save_model`] into `model` (built with the same config).
 pub fn load_model<B: Backend>(
-    mut model: AdaptedVit<B>,
+    model: AdaptedVit<B>,
     path: &Path,
 ) -> Result<AdaptedVit<B>, AdapterIoError> {
-    let bytes = read_checked(path, model.kind(), "model")?;
+    load_model_bytes(model, path, read(path)?)
+}
+
+/// [`load_model`] on the bytes of a file already read (`path` only names it in errors).
+pub fn load_model_bytes<B: Backend>(
+    mut model: AdaptedVit<B>,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<AdaptedVit<B>, AdapterIoError> {
+    check_bytes(path, &bytes, model.kind(), "model")?;
     apply(&mut model, path, bytes, None)?;
     Ok(model)
 }
@@ -204,11 +257,107 @@ pub fn load_model<B: Backend>(
 /// Loads an adapter-only file saved by [`save_adapter`] into `model`'s domain-specific
 /// parameters, leaving the shared ones as they are.
 pub fn load_adapter<B: Backend>(
-    mut model: AdaptedVit<B>,
+    model: AdaptedVit<B>,
     path: &Path,
 ) -> Result<AdaptedVit<B>, AdapterIoError> {
+    load_adapter_bytes(model, path, read(path)?)
+}
+
+/// [`load_adapter`] on the bytes of a file already read (`path` only names it in errors).
+pub fn load_adapter_bytes<B: Backend>(
+    mut model: AdaptedVit<B>,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<AdaptedVit<B>, AdapterIoError> {
     let kind = model.kind();
-    let bytes = read_checked(path, kind, "adapter")?;
+    check_bytes(path, &bytes, kind, "adapter")?;
     apply(&mut model, path, bytes, Some(domain_param_patterns(kind)))?;
     Ok(model)
+}
+
+/// The bytes [`save_model`] (or, with `adapter_only`, [`save_adapter`]) writes.
+pub fn to_safetensors<B: Backend>(
+    model: &AdaptedVit<B>,
+    adapter_only: bool,
+) -> Result<Vec<u8>, AdapterIoError> {
+    to_bytes(model, Path::new("<memory>"), adapter_only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AdaptedVitConfig;
+    use advsoup_vit::VitConfig;
+    use burn::backend::Flex;
+
+    type TestBackend = Flex;
+
+    fn model(kind: AdapterKind, depth: usize) -> AdaptedVit<TestBackend> {
+        let vit = VitConfig::new(8, 4, 1, 3, 8, depth, 2)
+            .with_mean(vec![0.5])
+            .with_std(vec![0.5]);
+        AdaptedVitConfig { vit, adapter: kind }
+            .try_init::<TestBackend>(&Default::default())
+            .expect("valid tiny config")
+    }
+
+    /// Rewrites every tensor of a safetensors file as `dtype` (same byte size), keeping metadata.
+    fn retype(bytes: &[u8], dtype: safetensors::Dtype) -> Vec<u8> {
+        let st = safetensors::SafeTensors::deserialize(bytes).expect("valid");
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).expect("valid");
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| {
+                let view =
+                    safetensors::tensor::TensorView::new(dtype, v.shape().to_vec(), v.data())
+                        .expect("same size");
+                (k, view)
+            })
+            .collect();
+        safetensors::serialize(views, header.metadata().clone()).expect("serialize")
+    }
+
+    #[test]
+    fn model_file_of_a_deeper_model_is_refused_not_half_loaded() {
+        // Regression: the extra block's tensors used to be ignored, so a depth-2 file loaded
+        // "successfully" into a depth-1 model.
+        let bytes = to_safetensors(&model(AdapterKind::ClsToken, 2), false).expect("bytes");
+        let e = load_model_bytes(model(AdapterKind::ClsToken, 1), Path::new("deep.st"), bytes)
+            .expect_err("deeper file")
+            .to_string();
+        assert!(
+            e.contains("deep.st") && e.contains("unexpected parameter `vit.blocks.1."),
+            "{e}"
+        );
+        // The same file into the model it came from loads.
+        let bytes = to_safetensors(&model(AdapterKind::ClsToken, 2), false).expect("bytes");
+        load_model_bytes(model(AdapterKind::ClsToken, 2), Path::new("deep.st"), bytes)
+            .expect("same architecture");
+    }
+
+    #[test]
+    fn non_f32_tensors_are_refused() {
+        // Regression: an I32 tensor (same byte size as F32) was handed to burn as is, and the
+        // load aborted the whole process with heap corruption ("double free or corruption").
+        for adapter_only in [false, true] {
+            let m = model(AdapterKind::DualLayerNorm, 1);
+            let bytes = retype(
+                &to_safetensors(&m, adapter_only).expect("bytes"),
+                safetensors::Dtype::I32,
+            );
+            let path = Path::new("ints.st");
+            let e = if adapter_only {
+                load_adapter_bytes(model(AdapterKind::DualLayerNorm, 1), path, bytes)
+            } else {
+                load_model_bytes(model(AdapterKind::DualLayerNorm, 1), path, bytes)
+            }
+            .expect_err("integer tensors")
+            .to_string();
+            assert!(
+                e.contains("ints.st") && e.contains("dtype I32, expected F32"),
+                "{e}"
+            );
+        }
+    }
 }

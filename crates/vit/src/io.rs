@@ -39,6 +39,16 @@ pub enum TimmIoError {
         /// The shape the model needs.
         expected: Vec<usize>,
     },
+    /// A tensor has another dtype than `F32`.
+    #[error("{path}: key `{key}` has dtype {found}, expected F32 (save the weights as float32)")]
+    DType {
+        /// The file.
+        path: PathBuf,
+        /// The timm key.
+        key: String,
+        /// The dtype in the file.
+        found: String,
+    },
     /// A tensor has another shape than the model's.
     #[error("{path}: key `{key}` has shape {found:?}, expected {expected:?}")]
     Shape {
@@ -118,10 +128,10 @@ pub fn check_timm_bytes(path: &Path, bytes: &[u8], config: &VitConfig) -> Result
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    let found: BTreeMap<String, Vec<usize>> = tensors
+    let found: BTreeMap<String, (Vec<usize>, safetensors::Dtype)> = tensors
         .tensors()
         .into_iter()
-        .map(|(k, v)| (k, v.shape().to_vec()))
+        .map(|(k, v)| (k, (v.shape().to_vec(), v.dtype())))
         .collect();
     let expected = timm_param_shapes(config);
     for (key, shape) in &expected {
@@ -133,12 +143,21 @@ pub fn check_timm_bytes(path: &Path, bytes: &[u8], config: &VitConfig) -> Result
                     expected: shape.clone(),
                 });
             }
-            Some(f) if f != shape => {
+            Some((f, _)) if f != shape => {
                 return Err(TimmIoError::Shape {
                     path: path.to_owned(),
                     key: key.clone(),
                     expected: shape.clone(),
                     found: f.clone(),
+                });
+            }
+            // burn-store would load another dtype as is (an f16 or integer tensor inside an f32
+            // model), which fails later, far from the file.
+            Some((_, dtype)) if *dtype != safetensors::Dtype::F32 => {
+                return Err(TimmIoError::DType {
+                    path: path.to_owned(),
+                    key: key.clone(),
+                    found: format!("{dtype:?}"),
                 });
             }
             Some(_) => {}
@@ -164,6 +183,16 @@ pub fn load_timm<B: Backend>(
         path: path.to_owned(),
         source,
     })?;
+    load_timm_bytes(path, bytes, config, device)
+}
+
+/// [`load_timm`] on the bytes of a file already read (`path` only names it in errors).
+pub fn load_timm_bytes<B: Backend>(
+    path: &Path,
+    bytes: Vec<u8>,
+    config: &VitConfig,
+    device: &B::Device,
+) -> Result<Vit<B>, TimmIoError> {
     check_timm_bytes(path, &bytes, config)?;
     let mut model: Vit<B> = config.init(device);
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
@@ -194,6 +223,15 @@ pub fn load_timm<B: Backend>(
 
 /// Writes the model in timm's layout and names, atomically (temporary file, then rename).
 pub fn save_timm<B: Backend>(model: &Vit<B>, path: &Path) -> Result<(), TimmIoError> {
+    let bytes = timm_bytes(model, path)?;
+    write_atomic(path, &bytes).map_err(|source| TimmIoError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The bytes [`save_timm`] writes (`path` only names the file in errors).
+pub fn timm_bytes<B: Backend>(model: &Vit<B>, path: &Path) -> Result<Vec<u8>, TimmIoError> {
     let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
     model
         .save_into(&mut store)
@@ -201,13 +239,9 @@ pub fn save_timm<B: Backend>(model: &Vit<B>, path: &Path) -> Result<(), TimmIoEr
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    let bytes = store.get_bytes().map_err(|e| TimmIoError::Store {
+    store.get_bytes().map_err(|e| TimmIoError::Store {
         path: path.to_owned(),
         message: e.to_string(),
-    })?;
-    write_atomic(path, &bytes).map_err(|source| TimmIoError::Io {
-        path: path.to_owned(),
-        source,
     })
 }
 
@@ -234,4 +268,48 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn non_f32_tensors_are_refused_before_loading() {
+        // Regression: an I32 tensor of the right shape passed the key/shape check and was
+        // handed to burn-store as is (the same case aborted the process with heap corruption in
+        // the adapter loader).
+        let config = VitConfig::new(8, 4, 1, 3, 8, 1, 2)
+            .with_mean(vec![0.5])
+            .with_std(vec![0.5]);
+        let device = Default::default();
+        let bytes = timm_bytes(&config.init::<Flex>(&device), Path::new("m")).expect("bytes");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| {
+                let dtype = if k == "head.bias" {
+                    safetensors::Dtype::I32
+                } else {
+                    v.dtype()
+                };
+                let view =
+                    safetensors::tensor::TensorView::new(dtype, v.shape().to_vec(), v.data())
+                        .expect("same size");
+                (k, view)
+            })
+            .collect();
+        let ints = safetensors::serialize(views, None).expect("serialize");
+        let e = load_timm_bytes::<Flex>(Path::new("ints.safetensors"), ints, &config, &device)
+            .expect_err("integer head bias")
+            .to_string();
+        assert!(
+            e.contains("ints.safetensors") && e.contains("`head.bias`") && e.contains("I32"),
+            "{e}"
+        );
+        load_timm_bytes::<Flex>(Path::new("ok.safetensors"), bytes, &config, &device)
+            .expect("the unmodified file loads");
+    }
 }
