@@ -9,7 +9,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::Dataset;
 use burn::prelude::{Backend, Int, Tensor, TensorData};
 
-use crate::augment::{AugmentConfig, Mix, crop_flip, mix_batch, soft_targets};
+use crate::augment::{AugmentConfig, Mix, augment_sample, mix_batch, soft_targets};
 use crate::dataset::ImageItem;
 use crate::rng::Rng;
 
@@ -61,32 +61,44 @@ impl ImageBatcher {
     /// Cheap to drive from a benchmark. Panics on an empty batch or mixed shapes (a contract).
     pub fn prepare(&self, items: &[ImageItem]) -> PreparedBatch {
         assert!(!items.is_empty(), "ImageBatcher: empty batch");
-        let shape = items[0].shape;
+        self.prepare_keyed(items, items[0].index as u64, items.len() as u64)
+    }
+
+    /// [`ImageBatcher::prepare`] for a shard of a larger batch: the batch-level choices (mix or
+    /// not, λ, the CutMix box) come from `Rng(seed, epoch, first_index, batch_len)` of the WHOLE
+    /// batch, so every shard of it makes the same choice. Mixing pairs item `i` with item
+    /// `len - 1 - i` of `items`, so a shard must hold mirrored pairs of the whole batch.
+    pub fn prepare_keyed(
+        &self,
+        items: &[ImageItem],
+        first_index: u64,
+        batch_len: u64,
+    ) -> PreparedBatch {
+        assert!(!items.is_empty(), "ImageBatcher: empty batch");
+        let in_shape = items[0].shape;
+        let shape = self.augment.output_shape(in_shape);
         let per: usize = shape.iter().product();
         let n = items.len();
         let mut pixels = Vec::with_capacity(n * per);
-        let augment_samples = self.augment.crop_padding > 0 || self.augment.hflip;
+        let augment_samples = self.augment.augments_samples();
         for it in items {
             assert_eq!(
-                it.shape, shape,
+                it.shape, in_shape,
                 "ImageBatcher: mixed image shapes in one batch"
             );
-            let start = pixels.len();
-            pixels.extend(it.image.iter().map(|&p| p as f32 / 255.0));
+            let img = it.image.iter().map(|&p| p as f32 / 255.0);
             if augment_samples {
                 let mut rng = Rng::from_keys(&[self.seed, it.epoch, it.index as u64]);
-                crop_flip(&mut pixels[start..], shape, &self.augment, &mut rng);
+                let (img, _) = augment_sample(img.collect(), in_shape, &self.augment, &mut rng);
+                pixels.extend_from_slice(&img);
+            } else {
+                pixels.extend(img);
             }
         }
         let labels: Vec<usize> = items.iter().map(|it| it.label).collect();
         let mix = if self.augment.mixup_alpha > 0.0 || self.augment.cutmix_alpha > 0.0 {
-            let mut rng = Rng::from_keys(&[
-                self.seed,
-                items[0].epoch,
-                0xBA7C,
-                items[0].index as u64,
-                n as u64,
-            ]);
+            let mut rng =
+                Rng::from_keys(&[self.seed, items[0].epoch, 0xBA7C, first_index, batch_len]);
             mix_batch(&mut pixels, n, shape, &self.augment, &mut rng)
         } else {
             Mix::None

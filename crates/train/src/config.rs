@@ -54,18 +54,68 @@ pub enum DatasetName {
     Cifar10,
     /// CIFAR-100.
     Cifar100,
+    /// An ImageFolder tree (`data.train_dir`, `data.val_dir`; ImageNet layout).
+    ImageFolder,
+}
+
+/// What a [`DatasetName`] reads: a fetchable dataset of the data crate or an ImageFolder tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// A dataset `advsoup data fetch` knows.
+    Builtin(advsoup_data::DatasetKind),
+    /// `<root>/<class>/<image>` trees.
+    ImageFolder,
+}
+
+impl std::fmt::Display for DataKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Builtin(k) => write!(f, "{k}"),
+            Self::ImageFolder => f.write_str("image-folder"),
+        }
+    }
 }
 
 impl DatasetName {
     /// The data crate's kind.
-    pub fn kind(self) -> advsoup_data::DatasetKind {
-        match self {
+    pub fn kind(self) -> DataKind {
+        DataKind::Builtin(match self {
             Self::FashionMnist => advsoup_data::DatasetKind::FashionMnist,
             Self::Mnist => advsoup_data::DatasetKind::Mnist,
             Self::Cifar10 => advsoup_data::DatasetKind::Cifar10,
             Self::Cifar100 => advsoup_data::DatasetKind::Cifar100,
+            Self::ImageFolder => return DataKind::ImageFolder,
+        })
+    }
+
+    /// Official training-set size (before the held-out slice), when known without the data.
+    pub fn train_size(self) -> Option<usize> {
+        match self {
+            Self::FashionMnist | Self::Mnist => Some(60_000),
+            Self::Cifar10 | Self::Cifar100 => Some(50_000),
+            Self::ImageFolder => None,
         }
     }
+}
+
+/// timm's `RandomResizedCrop` (Szegedy et al. 2015): a crop of random area share and aspect
+/// ratio, resized to the model's input size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizedCropSection {
+    /// Area share range, `0 < lo <= hi <= 1` (timm: [0.08, 1]).
+    #[serde(default = "rrc_scale")]
+    pub scale: [f32; 2],
+    /// Aspect ratio range, `0 < lo <= hi` (timm: [3/4, 4/3]).
+    #[serde(default = "rrc_ratio")]
+    pub ratio: [f32; 2],
+}
+
+fn rrc_scale() -> [f32; 2] {
+    [0.08, 1.0]
+}
+fn rrc_ratio() -> [f32; 2] {
+    [0.75, 4.0 / 3.0]
 }
 
 /// The model: a preset plus optional overrides.
@@ -124,6 +174,38 @@ pub struct DataSection {
     /// Loader worker threads.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Train on the first N samples of the training split only (after the held-out slice is
+    /// taken; the same N samples for every regime and seed of a sweep). Unset: all of them.
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Probability that a batch is mixed at all when mixup or CutMix is on (timm `mixup_prob`).
+    #[serde(default = "one")]
+    pub mix_prob: f32,
+    /// Probability of CutMix rather than mixup when both are on (timm `switch_prob`).
+    #[serde(default = "half32")]
+    pub cutmix_switch_prob: f32,
+    /// timm RandAugment policy string, e.g. `"rand-m9-mstd0.5-inc1"` (Cubuk et al. 2020).
+    pub rand_augment: Option<String>,
+    /// RandomResizedCrop instead of the padded crop.
+    pub random_resized_crop: Option<ResizedCropSection>,
+    /// ImageFolder: the training tree `<train_dir>/<class>/<image>`.
+    pub train_dir: Option<PathBuf>,
+    /// ImageFolder: the validation tree (the test split; never used for choices).
+    pub val_dir: Option<PathBuf>,
+    /// ImageFolder: class index file (`<folder> [name]` per line); else the sorted folders.
+    pub class_index: Option<PathBuf>,
+    /// ImageFolder: images are decoded at this side (shorter side resized, center-cropped);
+    /// random crops then produce the model's input size.
+    pub load_size: Option<usize>,
+    /// ImageFolder: training images, for planning without the data (`--dry-run`).
+    pub train_samples: Option<usize>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn half32() -> f32 {
+    0.5
 }
 
 fn default_workers() -> usize {
@@ -165,8 +247,16 @@ pub struct AttackSection {
 pub struct OptimSection {
     /// Epochs.
     pub epochs: usize,
-    /// Samples per step (per domain for co-training: the mixed batch is twice this).
+    /// Global samples per optimizer step, over all devices and accumulation steps (per domain
+    /// for co-training: the mixed batch is twice this).
     pub batch_size: usize,
+    /// Most samples one device takes in one forward/backward pass; a larger per-device share
+    /// of `batch_size` is reached by gradient accumulation (default: no accumulation).
+    pub micro_batch_size: Option<usize>,
+    /// Decay of an exponential moving average of the weights, updated every optimizer step
+    /// (0 = off; timm's DeiT recipe uses 0.99996).
+    #[serde(default)]
+    pub ema_decay: f64,
     /// Peak learning rate.
     pub lr: f64,
     /// Final learning rate of the cosine schedule, as a fraction of `lr`.
@@ -208,6 +298,41 @@ pub struct EvalSection {
     pub test_attack: String,
     /// Batch size of evaluation.
     pub batch_size: usize,
+    /// Distribution-shift test sets in ImageFolder layouts (ImageNet-C/-R/-A/-Sketch),
+    /// evaluated in both modes after training; image-folder runs only.
+    #[serde(default)]
+    pub shifts: Vec<ShiftSection>,
+}
+
+/// How a shifted test set is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftLayout {
+    /// `<dir>/<class>/<image>` (ImageNet-R, -A, -Sketch); when only some classes are present
+    /// (200 for -R and -A) the other logits are masked.
+    #[default]
+    Folder,
+    /// `<dir>/<corruption>/<severity>/<class>/<image>` (ImageNet-C).
+    ImagenetC,
+}
+
+/// One distribution-shift test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftSection {
+    /// Name in the report (`imagenet-r`, ...).
+    pub name: String,
+    /// Root directory.
+    pub dir: PathBuf,
+    /// Layout.
+    #[serde(default)]
+    pub layout: ShiftLayout,
+    /// ImageNet-C: corruptions to evaluate (folder names).
+    #[serde(default)]
+    pub corruptions: Vec<String>,
+    /// ImageNet-C: severities (1..=5).
+    #[serde(default)]
+    pub severities: Vec<u8>,
 }
 
 /// A whole experiment.
@@ -373,6 +498,12 @@ impl TrainConfig {
                 format!("expected a weight in [0, 1], got {}", self.alpha),
             ));
         }
+        if self.data.train_limit == Some(0) {
+            return Err(invalid(
+                "data.train_limit",
+                "expected a positive number of training samples (or leave it out for all)",
+            ));
+        }
         let o = &self.optim;
         if o.epochs == 0 {
             return Err(invalid("optim.epochs", "expected at least 1 epoch"));
@@ -419,7 +550,92 @@ impl TrainConfig {
                 "expected a value in [0, 1)",
             ));
         }
+        if o.micro_batch_size == Some(0) {
+            return Err(invalid(
+                "optim.micro_batch_size",
+                "expected a positive batch size",
+            ));
+        }
+        if !(0.0..1.0).contains(&o.ema_decay) {
+            return Err(invalid(
+                "optim.ema_decay",
+                format!("expected a decay in [0, 1), got {}", o.ema_decay),
+            ));
+        }
+        self.augment().map_err(|e| match e {
+            TrainError::Data(d) => invalid("data", d.to_string()),
+            other => other,
+        })?;
+        for (i, shift) in self.eval.shifts.iter().enumerate() {
+            let field = format!("eval.shifts[{i}]");
+            if self.data.dataset != DatasetName::ImageFolder {
+                return Err(invalid(
+                    &field,
+                    "shifted sets need data.dataset = \"image-folder\" (its class index)",
+                ));
+            }
+            if shift.layout == ShiftLayout::ImagenetC
+                && (shift.corruptions.is_empty()
+                    || shift.severities.is_empty()
+                    || shift.severities.iter().any(|s| !(1..=5).contains(s)))
+            {
+                return Err(invalid(
+                    &field,
+                    "imagenet_c needs corruptions and severities in 1..=5",
+                ));
+            }
+        }
+        if self.data.dataset == DatasetName::ImageFolder {
+            for (field, v) in [
+                ("data.train_dir", &self.data.train_dir),
+                ("data.val_dir", &self.data.val_dir),
+            ] {
+                if v.is_none() {
+                    return Err(invalid(
+                        field,
+                        "required when data.dataset = \"image-folder\"",
+                    ));
+                }
+            }
+            if self.data.load_size == Some(0) {
+                return Err(invalid("data.load_size", "expected a positive size"));
+            }
+        }
         Ok(())
+    }
+
+    /// The training augmentation of this config, checked.
+    pub fn augment(&self) -> Result<advsoup_data::AugmentConfig, TrainError> {
+        let d = &self.data;
+        let rand_augment = d
+            .rand_augment
+            .as_deref()
+            .map(advsoup_data::augment::RandAugment::parse)
+            .transpose()?;
+        let resized_crop =
+            d.random_resized_crop
+                .as_ref()
+                .map(|r| advsoup_data::augment::ResizedCrop {
+                    size: 0,
+                    scale: r.scale,
+                    ratio: r.ratio,
+                });
+        let a = advsoup_data::AugmentConfig {
+            crop_padding: d.crop_padding,
+            hflip: d.hflip,
+            mixup_alpha: d.mixup_alpha,
+            cutmix_alpha: d.cutmix_alpha,
+            mix_prob: d.mix_prob,
+            cutmix_switch_prob: d.cutmix_switch_prob,
+            label_smoothing: d.label_smoothing,
+            rand_augment,
+            resized_crop: resized_crop.map(|mut r| {
+                r.size = self.vit().map(|v| v.img_size).unwrap_or(0);
+                r
+            }),
+        };
+        a.validate()?;
+        Ok(a)
     }
 }
 
@@ -450,4 +666,132 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), Strin
     }
     node.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Plan, Topology};
+    use crate::step::{CoTraining, Regime as _, StepConfig, TrainBatch};
+    use advsoup_adapters::AdaptedVitConfig;
+    use burn::backend::{Autodiff, Flex};
+    use burn::optim::{AdamWConfig, Optimizer};
+    use burn::prelude::*;
+    use burn::train::TrainStep;
+
+    type TestBackend = Autodiff<Flex>;
+
+    fn imagenet() -> TrainConfig {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/imagenet-vit-b16-cls.toml");
+        TrainConfig::load(&path, &[]).expect("the ImageNet config validates")
+    }
+
+    #[test]
+    fn imagenet_config_resolves_to_the_paper_recipe_and_plans() {
+        let c = imagenet();
+        let vit = c.vit().expect("vit");
+        assert_eq!(
+            (vit.img_size, vit.patch_size, vit.embed_dim, vit.depth),
+            (224, 16, 768, 12)
+        );
+        assert!((c.attack.train.eps - 4.0 / 255.0).abs() < 1e-12);
+        assert_eq!(
+            (c.optim.beta1, c.optim.beta2, c.optim.weight_decay),
+            (0.9, 0.95, 0.3)
+        );
+        let a = c.augment().expect("augment");
+        assert_eq!(a.resized_crop.as_ref().map(|r| r.size), Some(224));
+        assert_eq!(a.rand_augment.as_ref().map(|r| r.magnitude), Some(9.0));
+        let samples = crate::planned_train_samples(&c).expect("samples");
+        assert_eq!(samples, 1_281_167 - 10_000);
+        let one = Plan::new(&c, &Topology::single(), samples).expect("plan");
+        assert_eq!(
+            (one.per_device_batch, one.micro_batch, one.accumulation),
+            (4096, 64, 64)
+        );
+        assert_eq!(one.steps_per_epoch, 310);
+        let t = Topology {
+            nodes: 4,
+            coordinator: Some("node0:7000".into()),
+            ..Topology::local(8)
+        };
+        let many = Plan::new(&c, &t, samples).expect("plan");
+        assert_eq!(
+            (many.world, many.per_device_batch, many.accumulation),
+            (32, 128, 2)
+        );
+        let text = many.to_string();
+        assert!(
+            text.contains("accumulation") && text.contains("PGD-2"),
+            "{text}"
+        );
+        // 4096 over 3 devices does not split.
+        let e = Plan::new(&c, &Topology::local(3), samples)
+            .expect_err("3")
+            .to_string();
+        assert!(e.contains("optim.batch_size"), "{e}");
+        // Misspelt and invalid fields name themselves.
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/imagenet-vit-b16-cls.toml"),
+        )
+        .expect("read");
+        for (o, needle) in [
+            ("data.rand_augment=\"rand-m9-mstd0.5\"", "inc1"),
+            ("optim.ema_decay=1.0", "optim.ema_decay"),
+            ("optim.micro_batch_size=0", "optim.micro_batch_size"),
+            ("data.random_resized_crop.scale=[0.5, 0.1]", "scale"),
+            ("data.train_dir_typo=\"x\"", "unknown field"),
+        ] {
+            let e = TrainConfig::parse(&text, "in.toml".as_ref(), &[o.to_string()])
+                .expect_err(o)
+                .to_string();
+            assert!(e.contains(needle) && !e.contains('\n'), "{o}: {e}");
+        }
+    }
+
+    #[test]
+    fn vit_b16_takes_one_co_training_step_on_two_images() {
+        let _rng = crate::test_support::serial();
+        let c = imagenet();
+        let device = Default::default();
+        TestBackend::seed(&device, 0);
+        let model = AdaptedVitConfig {
+            vit: c.vit().expect("vit"),
+            adapter: c.model.adapter,
+        }
+        .try_init::<TestBackend>(&device)
+        .expect("ViT-B/16");
+        let step = StepConfig::new(c.alpha, &c.attack.train).expect("attack");
+        let module = CoTraining::wrap(model, step);
+        let images = Tensor::<TestBackend, 4>::random(
+            [2, 3, 224, 224],
+            burn::tensor::Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let targets = Tensor::<TestBackend, 1, Int>::from_ints([3, 997], &device);
+        let eps = c.data.label_smoothing;
+        let soft = targets.clone().one_hot::<2>(1000).float() * (1.0 - eps) + eps / 1000.0;
+        let out = module.step(TrainBatch {
+            images,
+            targets,
+            soft_targets: soft,
+            ids: vec![0, 1],
+            seed: 1,
+        });
+        // ln(1000) = 6.9 at initialization.
+        assert!(
+            out.item.loss.is_finite() && (4.0..10.0).contains(&out.item.loss),
+            "{}",
+            out.item.loss
+        );
+        assert_eq!(out.item.samples, 4);
+        let before = module.model.vit.cls_token.val().into_data();
+        let mut optim = AdamWConfig::new()
+            .with_beta_2(c.optim.beta2)
+            .init::<TestBackend, CoTraining<TestBackend>>();
+        let module = optim.step(c.optim.lr, module, out.grads);
+        let after = module.model.vit.cls_token.val().into_data();
+        assert_ne!(before, after, "the optimizer step moved the clean token");
+    }
 }

@@ -12,6 +12,14 @@
 //!   step reseeds the backend from (seed, step)), and at the end `model.safetensors`,
 //!   `adapter.safetensors`, `final.json`/`final.md`.
 //!
+//! - Scale-out: [`Plan`] resolves a config on a [`Topology`] (global batch → devices x
+//!   micro-batches x gradient-accumulation steps, schedule, attack cost; `--dry-run`), and with
+//!   the `collective` feature [`train_parallel`] runs one peer per device on several machines,
+//!   all-reducing gradients every step ([`parallel`]); evaluation is sharded and summed. Weight
+//!   EMA (`optim.ema_decay`), timm-style RandAugment and RandomResizedCrop, ImageFolder data and
+//!   distribution-shift sets (ImageNet-C/-R/-A/-Sketch layouts, 200-class masking) are config
+//!   fields.
+//!
 //! What it must not do: choose anything on the test split (per-epoch metrics use the held-out
 //! slice of train), or print (it logs with `tracing`; the progress bar is opt-in).
 //!
@@ -32,11 +40,27 @@ use std::path::PathBuf;
 
 pub mod config;
 pub mod eval;
+pub mod parallel;
+pub mod plan;
 pub mod run;
+mod shard;
 pub mod step;
 
 pub use config::{Regime, TrainConfig};
+#[cfg(feature = "collective")]
+pub use parallel::train_parallel;
+pub use plan::{Plan, Topology};
 pub use run::{EpochMetrics, FinalReport, RunOptions, RunSummary, final_report, train};
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// burn seeds one generator per backend per process: tests that train hold this lock.
+    static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+        BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Why training or evaluation failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +130,9 @@ pub enum TrainError {
     /// A model or adapter file could not be written.
     #[error(transparent)]
     Adapter(advsoup_adapters::io::AdapterIoError),
+    /// Data-parallel setup or communication failed.
+    #[error("data-parallel: {0}")]
+    Collective(String),
 }
 
 /// Writes a file atomically (temporary file in the same directory, then rename).
@@ -117,10 +144,25 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), TrainErr
 }
 
 /// Loads the config's dataset as train / held-out / test, fetching it first when `fetch` is
-/// set and it is not cached.
+/// set and it is not cached; `data.train_limit` keeps the first N training samples. An ImageFolder config reads `data.train_dir` (decoded at
+/// `data.load_size`, default the model's input size) and `data.val_dir` as the test split
+/// (shorter side resized to 8/7 of the input size, center crop, as timm evaluates at 224).
 pub fn load_data(config: &TrainConfig, fetch: bool) -> Result<advsoup_data::Splits, TrainError> {
+    let mut splits = load_splits(config, fetch)?;
+    if let Some(n) = config.data.train_limit
+        && n < splits.train.num_samples()
+    {
+        splits.train = splits.train.subset(&(0..n).collect::<Vec<_>>());
+    }
+    Ok(splits)
+}
+
+fn load_splits(config: &TrainConfig, fetch: bool) -> Result<advsoup_data::Splits, TrainError> {
+    let kind = match config.data.dataset.kind() {
+        config::DataKind::Builtin(kind) => kind,
+        config::DataKind::ImageFolder => return load_folders(config),
+    };
     let dir = advsoup_data::resolve_data_dir(config.data.data_dir.as_deref())?;
-    let kind = config.data.dataset.kind();
     match advsoup_data::load_splits(kind, &dir, config.data.held_out, config.seed) {
         Err(advsoup_data::DataError::NotCached { .. }) if fetch => {
             advsoup_data::fetch(kind, &dir)?;
@@ -133,4 +175,89 @@ pub fn load_data(config: &TrainConfig, fetch: bool) -> Result<advsoup_data::Spli
         }
         other => Ok(other?),
     }
+}
+
+fn missing(field: &str) -> TrainError {
+    TrainError::Invalid {
+        field: field.into(),
+        message: "required when data.dataset = \"image-folder\"".into(),
+    }
+}
+
+/// The class index of an ImageFolder config: `data.class_index`, else the sorted class folders
+/// of `data.train_dir`.
+pub fn class_index(config: &TrainConfig) -> Result<advsoup_data::folder::ClassIndex, TrainError> {
+    use advsoup_data::folder::ClassIndex;
+    let d = &config.data;
+    Ok(match &d.class_index {
+        Some(p) => ClassIndex::read(p)?,
+        None => ClassIndex::from_dir(
+            d.train_dir
+                .as_deref()
+                .ok_or_else(|| missing("data.train_dir"))?,
+        )?,
+    })
+}
+
+fn load_folders(config: &TrainConfig) -> Result<advsoup_data::Splits, TrainError> {
+    use advsoup_data::folder::{FolderOptions, load_image_folder};
+    let d = &config.data;
+    let train_dir = d
+        .train_dir
+        .as_deref()
+        .ok_or_else(|| missing("data.train_dir"))?;
+    let val_dir = d
+        .val_dir
+        .as_deref()
+        .ok_or_else(|| missing("data.val_dir"))?;
+    let index = class_index(config)?;
+    let vit = config.vit()?;
+    let img = vit.img_size as u32;
+    let load = d.load_size.map_or(img, |s| s as u32);
+    let train = load_image_folder(
+        train_dir,
+        &index,
+        &FolderOptions {
+            channels: vit.in_chans,
+            resize_shorter: Some(load),
+            center_crop: Some(load),
+        },
+    )?;
+    let val = load_image_folder(
+        val_dir,
+        &index,
+        &FolderOptions {
+            channels: vit.in_chans,
+            resize_shorter: Some((img * 8).div_ceil(7)),
+            center_crop: Some(img),
+        },
+    )?;
+    Ok(advsoup_data::Splits::from_train_test(
+        train,
+        val,
+        d.held_out,
+        config.seed,
+    )?)
+}
+
+/// Training samples after the held-out slice, known without reading data: the official size of
+/// a builtin dataset, or `data.train_samples` of an ImageFolder config.
+pub fn planned_train_samples(config: &TrainConfig) -> Result<usize, TrainError> {
+    let total = config
+        .data
+        .train_samples
+        .or(config.data.dataset.train_size())
+        .ok_or_else(|| TrainError::Invalid {
+            field: "data.train_samples".into(),
+            message: "needed to plan an ImageFolder run without reading the data".into(),
+        })?;
+    total
+        .checked_sub(config.data.held_out)
+        .ok_or_else(|| TrainError::Invalid {
+            field: "data.held_out".into(),
+            message: format!(
+                "{} exceeds the {total} training samples",
+                config.data.held_out
+            ),
+        })
 }

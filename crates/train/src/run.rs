@@ -1,16 +1,18 @@
-//! The one training loop: run directory, checkpoints, resume, metrics, progress, final table.
+//! The one training loop: run directory, checkpoints, resume, metrics, progress, final table;
+//! gradient accumulation, weight EMA and data-parallel peers ([`crate::parallel`]) included.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use advsoup_adapters::{AdaptedVit, AdaptedVitConfig, Mode, Route};
 use advsoup_attacks::{AttackSpec, Evaluator, PgdConfig, ThreatModel};
-use advsoup_data::{AugmentConfig, ImageBatcher, ImageLoader, LoaderConfig, Splits};
-use burn::module::{AutodiffModule, ModuleMapper, Param};
+use advsoup_data::{ImageBatcher, ImageLoader, LoaderConfig, Splits};
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -18,7 +20,9 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Regime as RegimeName, TrainConfig};
-use crate::eval::{accuracy, robust_eval};
+use crate::eval::{correct_count, robust_count, shard_range};
+use crate::parallel::Peer;
+use crate::plan::{Plan, Topology};
 use crate::step::{Adversarial, CoTraining, Nominal, Regime, StepConfig, TrainBatch};
 use crate::{TrainError, write_atomic};
 
@@ -100,6 +104,9 @@ pub struct FinalReport {
     pub train_seconds: f64,
     /// Seed.
     pub seed: u64,
+    /// Distribution-shift test sets (`eval.shifts`), both modes.
+    #[serde(default)]
+    pub shifts: Vec<crate::eval::ShiftResult>,
 }
 
 impl FinalReport {
@@ -115,7 +122,27 @@ impl FinalReport {
             100.0 * self.clean_mode_robust_acc,
             100.0 * self.robust_mode_clean_acc,
             100.0 * self.robust_mode_robust_acc,
-        )
+        ) + &self.shift_table()
+    }
+
+    fn shift_table(&self) -> String {
+        if self.shifts.is_empty() {
+            return String::new();
+        }
+        let mut t = String::from(
+            "\n| shifted set | n | classes | clean mode | robust mode |\n|---|---|---|---|---|\n",
+        );
+        for s in &self.shifts {
+            t += &format!(
+                "| {} | {} | {} | {:.2}% | {:.2}% |\n",
+                s.name,
+                s.n,
+                s.classes,
+                100.0 * s.clean_mode_acc,
+                100.0 * s.robust_mode_acc
+            );
+        }
+        t
     }
 }
 
@@ -128,6 +155,9 @@ pub struct RunSummary {
     pub epochs: Vec<EpochMetrics>,
     /// The final table (`None` when stopped by `max_steps`).
     pub report: Option<FinalReport>,
+    /// The loss of every optimizer step run by this process (mean over all peers and
+    /// accumulation steps).
+    pub step_losses: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -183,17 +213,126 @@ fn step_seed(seed: u64, step: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Trains `config` on `splits` and evaluates it; the regime picks the [`TrainStep`].
+/// Initializes every (lazy) parameter now, in visit order, and gives it an id that depends only
+/// on its place in the module, so that peers in separate processes agree on ids (burn draws
+/// random ones; the all-reduce pairs gradients by sorted id).
+struct Renumber {
+    next: u64,
+}
+
+const PARAM_ID_BASE: u64 = 0xAD50_0000_0000_0000;
+
+impl<B: Backend> ModuleMapper<B> for Renumber {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let mut param = param.map(|t| t);
+        param.id = ParamId::from(PARAM_ID_BASE + self.next);
+        self.next += 1;
+        param
+    }
+}
+
+/// Multiplies every gradient of a module's parameters by `factor`.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// The flattened parameter values of a module, by id.
+struct Snapshot<B: Backend> {
+    params: HashMap<ParamId, Tensor<B, 1>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Snapshot<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.params
+            .insert(param.id, param.val().flatten::<1>(0, D - 1));
+    }
+}
+
+/// `ema ← decay · ema + (1 − decay) · θ`, parameter by parameter (matched by id).
+struct EmaStep<B: Backend> {
+    params: HashMap<ParamId, Tensor<B, 1>>,
+    decay: f64,
+}
+
+impl<B: Backend> ModuleMapper<B> for EmaStep<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let Some(v) = self.params.remove(&param.id) else {
+            return param;
+        };
+        let d = self.decay;
+        param.map(|t| {
+            let dims = t.dims();
+            t.mul_scalar(d) + v.reshape(dims).mul_scalar(1.0 - d)
+        })
+    }
+}
+
+/// One EMA update of `ema` towards `model`.
+pub fn ema_update<B: Backend>(
+    ema: AdaptedVit<B>,
+    model: &AdaptedVit<B>,
+    decay: f64,
+) -> AdaptedVit<B> {
+    let mut snap = Snapshot {
+        params: HashMap::new(),
+    };
+    model.visit(&mut snap);
+    ema.map(&mut EmaStep {
+        params: snap.params,
+        decay,
+    })
+}
+
+/// burn seeds ONE generator per backend; peers on threads of one process initialize their
+/// models under this lock so that each draws the same stream as a run on one device.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Trains `config` on `splits` on one device and evaluates it; the regime picks the
+/// [`TrainStep`](burn::train::TrainStep).
 pub fn train<B: AutodiffBackend>(
     config: &TrainConfig,
     splits: &Splits,
     options: &RunOptions,
     device: &B::Device,
 ) -> Result<RunSummary, TrainError> {
+    train_peer::<B>(
+        config,
+        splits,
+        options,
+        device,
+        &Topology::single(),
+        Peer::SOLO,
+    )
+}
+
+pub(crate) fn train_peer<B: AutodiffBackend>(
+    config: &TrainConfig,
+    splits: &Splits,
+    options: &RunOptions,
+    device: &B::Device,
+    topology: &Topology,
+    peer: Peer,
+) -> Result<RunSummary, TrainError> {
     match config.regime {
-        RegimeName::Nominal => fit::<B, Nominal<B>>(config, splits, options, device),
-        RegimeName::Adversarial => fit::<B, Adversarial<B>>(config, splits, options, device),
-        RegimeName::CoTraining => fit::<B, CoTraining<B>>(config, splits, options, device),
+        RegimeName::Nominal => {
+            fit::<B, Nominal<B>>(config, splits, options, device, topology, peer)
+        }
+        RegimeName::Adversarial => {
+            fit::<B, Adversarial<B>>(config, splits, options, device, topology, peer)
+        }
+        RegimeName::CoTraining => {
+            fit::<B, CoTraining<B>>(config, splits, options, device, topology, peer)
+        }
     }
 }
 
@@ -212,6 +351,7 @@ fn save_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     run: &Path,
     module: &R,
     optim: &O,
+    ema: Option<&AdaptedVit<B::InnerBackend>>,
     state: &State,
 ) -> Result<(), TrainError> {
     let tmp = run.join("checkpoint.tmp");
@@ -232,6 +372,11 @@ fn save_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     recorder
         .record(optim.to_record(), tmp.join("optim"))
         .map_err(|e| rec_err("optim.bin", e))?;
+    if let Some(ema) = ema {
+        recorder
+            .record(ema.clone().into_record(), tmp.join("ema"))
+            .map_err(|e| rec_err("ema.bin", e))?;
+    }
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
         path: tmp.join("state.json"),
         message: e.to_string(),
@@ -250,12 +395,20 @@ fn save_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     Ok(())
 }
 
+type Loaded<B, R, O> = (
+    R,
+    O,
+    Option<AdaptedVit<<B as AutodiffBackend>::InnerBackend>>,
+    State,
+);
+
 fn load_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     run: &Path,
     module: R,
     optim: O,
+    ema: Option<AdaptedVit<B::InnerBackend>>,
     device: &B::Device,
-) -> Result<Option<(R, O, State)>, TrainError> {
+) -> Result<Option<Loaded<B, R, O>>, TrainError> {
     let mut dir = checkpoint_dir(run);
     if !dir.exists() {
         // A crash between the two renames of save_checkpoint leaves only the old one.
@@ -277,11 +430,22 @@ fn load_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
         .load(dir.join("optim"), device)
         .map_err(|e| err("optim.bin", e.to_string()))?;
     let optim = optim.load_record(orec);
+    let ema = match ema {
+        Some(e) if dir.join("ema.bin").exists() => {
+            let rec = recorder
+                .load(dir.join("ema"), device)
+                .map_err(|x| err("ema.bin", x.to_string()))?;
+            Some(e.load_record(rec))
+        }
+        // EMA switched on for a run that did not keep one: it starts from the weights.
+        Some(_) => Some(module.model().valid()),
+        None => None,
+    };
     let state_path = dir.join("state.json");
     let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
     let state: State =
         serde_json::from_slice(&bytes).map_err(|e| err("state.json", e.to_string()))?;
-    Ok(Some((module, optim, state)))
+    Ok(Some((module, optim, ema, state)))
 }
 
 fn eval_pgd(config: &TrainConfig) -> Result<Evaluator, TrainError> {
@@ -292,59 +456,91 @@ fn eval_pgd(config: &TrainConfig) -> Result<Evaluator, TrainError> {
     Evaluator::new(vec![AttackSpec::Pgd(pgd)], config.seed).map_err(TrainError::Attack)
 }
 
+/// Checks what every peer would reject before any of them starts (plan, shapes, classes).
+pub(crate) fn check_setup(
+    config: &TrainConfig,
+    splits: &Splits,
+    topology: &Topology,
+) -> Result<Plan, TrainError> {
+    let plan = Plan::new(config, topology, splits.train.num_samples())?;
+    let vit = config.vit()?;
+    let shape = config.augment()?.output_shape(splits.train.shape());
+    let want = [vit.in_chans, vit.img_size, vit.img_size];
+    let classes = splits.train.num_classes().max(splits.test.num_classes());
+    if shape != want || splits.test.shape() != want || classes > vit.num_classes {
+        return Err(TrainError::Invalid {
+            field: "model".into(),
+            message: format!(
+                "the model takes {}x{}x{} images and {} classes, the data has {:?} training images (after augmentation), {:?} test images and {} classes",
+                vit.in_chans,
+                vit.img_size,
+                vit.img_size,
+                vit.num_classes,
+                shape,
+                splits.test.shape(),
+                classes
+            ),
+        });
+    }
+    Ok(plan)
+}
+
+fn step_seed_for(config: &TrainConfig, peer: Peer, step: usize) -> u64 {
+    // Rank 0 draws what a one-device run draws; other ranks draw their own dropout masks.
+    step_seed(
+        config.seed ^ (peer.rank as u64).wrapping_mul(0x51_7CC1_B727_220A),
+        step,
+    )
+}
+
 fn fit<B: AutodiffBackend, R: Regime<B>>(
     config: &TrainConfig,
     splits: &Splits,
     options: &RunOptions,
     device: &B::Device,
+    topology: &Topology,
+    peer: Peer,
 ) -> Result<RunSummary, TrainError> {
     let run = options.runs_dir.join(&config.name);
     let has_checkpoint = checkpoint_dir(&run).exists() || run.join("checkpoint.old").exists();
     if has_checkpoint && !options.resume {
         return Err(TrainError::RunExists { dir: run });
     }
-    std::fs::create_dir_all(&run).map_err(io_err(&run))?;
-    let resolved = toml::to_string_pretty(config).map_err(|e| TrainError::Checkpoint {
-        path: run.join("config.toml"),
-        message: e.to_string(),
-    })?;
-    write_atomic(&run.join("config.toml"), resolved.as_bytes())?;
-    let meta = serde_json::json!({
-        "seed": config.seed,
-        "git_revision": options.git_revision,
-        "burn": "0.21.0",
-        "backend": std::any::type_name::<B>(),
-    });
-    write_atomic(&run.join("run.json"), meta.to_string().as_bytes())?;
-
-    let vit = config.vit()?;
-    let shape = splits.train.shape();
-    if shape != [vit.in_chans, vit.img_size, vit.img_size]
-        || splits.train.num_classes() > vit.num_classes
-    {
-        return Err(TrainError::Invalid {
-            field: "model".into(),
-            message: format!(
-                "the model takes {}x{}x{} images and {} classes, the data has {:?} images and {} classes",
-                vit.in_chans,
-                vit.img_size,
-                vit.img_size,
-                vit.num_classes,
-                shape,
-                splits.train.num_classes()
-            ),
+    let plan = check_setup(config, splits, topology)?;
+    if peer.leader() {
+        std::fs::create_dir_all(&run).map_err(io_err(&run))?;
+        let resolved = toml::to_string_pretty(config).map_err(|e| TrainError::Checkpoint {
+            path: run.join("config.toml"),
+            message: e.to_string(),
+        })?;
+        write_atomic(&run.join("config.toml"), resolved.as_bytes())?;
+        let meta = serde_json::json!({
+            "seed": config.seed,
+            "git_revision": options.git_revision,
+            "burn": "0.21.0",
+            "backend": std::any::type_name::<B>(),
+            "devices": plan.world,
+            "nodes": plan.nodes,
+            "global_batch": plan.global_batch,
+            "accumulation": plan.accumulation,
         });
+        write_atomic(&run.join("run.json"), meta.to_string().as_bytes())?;
     }
-    B::seed(device, config.seed);
-    let model: AdaptedVit<B> = AdaptedVitConfig {
-        vit,
-        adapter: config.model.adapter,
-    }
-    .try_init(device)
-    .map_err(|e| TrainError::Invalid {
-        field: "model".into(),
-        message: e.to_string(),
-    })?;
+
+    let model: AdaptedVit<B> = {
+        let _rng = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(device, config.seed);
+        AdaptedVitConfig {
+            vit: config.vit()?,
+            adapter: config.model.adapter,
+        }
+        .try_init(device)
+        .map_err(|e| TrainError::Invalid {
+            field: "model".into(),
+            message: e.to_string(),
+        })?
+        .map(&mut Renumber { next: 0 })
+    };
     let step_config =
         StepConfig::new(config.alpha, &config.attack.train).map_err(TrainError::Attack)?;
     let o = &config.optim;
@@ -358,54 +554,60 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
     }
     let mut module = R::wrap(model, step_config.clone());
     let mut optim = adamw.init::<B, R>();
+    let use_ema = o.ema_decay > 0.0;
+    let mut ema = use_ema.then(|| module.model().valid());
     let mut state = State::default();
     if options.resume
-        && let Some((m, opt, s)) =
-            load_checkpoint::<B, R, _>(&run, module.clone(), optim.clone(), device)?
+        && let Some((m, opt, e, s)) =
+            load_checkpoint::<B, R, _>(&run, module.clone(), optim.clone(), ema.clone(), device)?
     {
         tracing::info!(epoch = s.epoch, step = s.global_step, "resuming");
         module = R::wrap(m.into_model(), step_config.clone());
         optim = opt;
+        ema = e;
         state = s;
     }
+    if peer.world > 1 {
+        // Every peer starts from rank 0's parameters, at the same step.
+        let model = peer.broadcast_module::<B, _>(module.into_model())?;
+        module = R::wrap(model, step_config.clone());
+        let steps = peer.sum::<B::InnerBackend>(&[state.global_step as f64], device)?;
+        if steps[0] != (state.global_step * peer.world) as f64 {
+            return Err(TrainError::Collective(format!(
+                "peer {} resumes at step {} but the peers' steps sum to {}: the run directory must be shared by all nodes",
+                peer.rank, state.global_step, steps[0]
+            )));
+        }
+        if let Some(e) = ema.take() {
+            let e = AdaptedVit::<B>::from_inner(e);
+            ema = Some(peer.broadcast_module::<B, _>(e)?.valid());
+        }
+    }
 
-    let augment = AugmentConfig {
-        crop_padding: config.data.crop_padding,
-        hflip: config.data.hflip,
-        mixup_alpha: config.data.mixup_alpha,
-        cutmix_alpha: config.data.cutmix_alpha,
-        label_smoothing: config.data.label_smoothing,
-        ..AugmentConfig::default()
-    };
+    let augment = config.augment()?;
     let num_classes = module.model().vit.num_classes();
-    let loader = ImageLoader::<B>::new(
-        splits.train.clone(),
-        ImageBatcher::new(augment, num_classes, config.seed),
+    let train_data = Arc::new(splits.train.clone());
+    let batcher = Arc::new(ImageBatcher::new(augment, num_classes, config.seed));
+    // The loader only serves the epoch's sample order; this peer's micro-batches come from it.
+    let order_loader = ImageLoader::<B>::new(
+        train_data.clone(),
+        ImageBatcher::eval(num_classes),
         LoaderConfig {
-            batch_size: o.batch_size,
-            num_workers: config.data.workers,
+            batch_size: plan.global_batch,
+            num_workers: 0,
             shuffle: true,
             drop_last: true,
             seed: config.seed,
         },
         device.clone(),
     );
-    let steps_per_epoch = loader.num_batches();
-    if steps_per_epoch == 0 {
-        return Err(TrainError::Invalid {
-            field: "optim.batch_size".into(),
-            message: format!(
-                "{} exceeds the {} training samples",
-                o.batch_size,
-                splits.train.num_samples()
-            ),
-        });
-    }
+    let steps_per_epoch = plan.steps_per_epoch;
     let n_train = splits.train.num_samples() as u64;
     let eval_attack = eval_pgd(config)?;
     let mut steps_this_process = 0usize;
-    let total_steps = o.epochs * steps_per_epoch;
-    let bar = options.progress.then(|| {
+    let mut step_losses = Vec::new();
+    let total_steps = plan.total_steps;
+    let bar = (options.progress && peer.leader()).then(|| {
         let bar = indicatif::ProgressBar::new(total_steps as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -421,33 +623,74 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
         let epoch = state.epoch;
         let started = Instant::now();
         let mut seen = 0usize;
-        let skip = state.step_in_epoch;
-        for batch in loader.epoch(epoch as u64).skip(skip) {
+        let order = Arc::new(order_loader.order(epoch as u64));
+        let steps = crate::shard::epoch_steps::<B>(
+            train_data.clone(),
+            batcher.clone(),
+            order,
+            epoch as u64,
+            &plan,
+            peer.rank,
+            state.step_in_epoch,
+            config.data.workers,
+            device.clone(),
+        );
+        for micro_batches in steps {
             let step = state.global_step;
-            B::seed(device, step_seed(config.seed, step));
-            let n = batch.targets.dims()[0];
-            let soft_targets = match batch.soft_targets {
-                Some(s) => s,
-                None => batch.targets.clone().one_hot::<2>(num_classes).float(),
-            };
-            let ids = batch
-                .indices
-                .iter()
-                .map(|i| epoch as u64 * n_train + *i as u64)
-                .collect();
+            B::seed(device, step_seed_for(config, peer, step));
             let lr = learning_rate(config, step, steps_per_epoch);
-            let out = module.step(TrainBatch {
-                images: batch.images,
-                targets: batch.targets,
-                soft_targets,
-                ids,
-                seed: step_seed(config.seed ^ 0x00A7_7AC4, step),
-            });
-            if !out.item.loss.is_finite() {
+            let mut loss = 0.0;
+            let mut single = None;
+            let mut accumulator = GradientsAccumulator::<R>::new();
+            for batch in micro_batches {
+                let soft_targets = match batch.soft_targets {
+                    Some(s) => s,
+                    None => batch.targets.clone().one_hot::<2>(num_classes).float(),
+                };
+                let ids = batch
+                    .indices
+                    .iter()
+                    .map(|i| epoch as u64 * n_train + *i as u64)
+                    .collect();
+                let out = module.step(TrainBatch {
+                    images: batch.images,
+                    targets: batch.targets,
+                    soft_targets,
+                    ids,
+                    seed: step_seed(config.seed ^ 0x00A7_7AC4, step),
+                });
+                loss += out.item.loss;
+                if plan.accumulation == 1 {
+                    single = Some(out.grads);
+                } else {
+                    accumulator.accumulate::<B>(&module, out.grads);
+                }
+            }
+            let mut grads = match single {
+                Some(g) => g,
+                None => {
+                    let mut g = accumulator.grads();
+                    module.visit(&mut ScaleGrads {
+                        grads: &mut g,
+                        factor: 1.0 / plan.accumulation as f64,
+                    });
+                    g
+                }
+            };
+            loss /= plan.accumulation as f64;
+            let mut interrupted = options.stop.load(Ordering::SeqCst);
+            if peer.world > 1 {
+                grads = peer.mean_grads::<B>(grads)?;
+                let r =
+                    peer.sum::<B::InnerBackend>(&[loss, f64::from(u8::from(interrupted))], device)?;
+                loss = r[0] / peer.world as f64;
+                interrupted = r[1] > 0.0;
+            }
+            if !loss.is_finite() {
                 return Err(TrainError::NonFinite {
                     step,
                     epoch,
-                    loss: out.item.loss,
+                    loss,
                     dir: checkpoint_dir(&run),
                 });
             }
@@ -456,12 +699,16 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                     factor: 1.0 - lr * o.weight_decay,
                 });
             }
-            module = module.optimize(&mut optim, lr, out.grads);
+            module = module.optimize(&mut optim, lr, grads);
+            if let Some(e) = ema.take() {
+                ema = Some(ema_update(e, &module.model().valid(), o.ema_decay));
+            }
             state.global_step += 1;
             state.step_in_epoch += 1;
-            state.loss_sum += out.item.loss;
+            state.loss_sum += loss;
             state.loss_count += 1;
-            seen += n;
+            step_losses.push(loss);
+            seen += plan.global_batch;
             steps_this_process += 1;
             if let Some(bar) = &bar {
                 let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -470,19 +717,20 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                     "epoch {}/{} loss {:.4} lr {:.2e} {:.0} img/s",
                     epoch + 1,
                     o.epochs,
-                    out.item.loss,
+                    loss,
                     lr,
                     rate
                 ));
             }
-            let interrupted = options.stop.load(Ordering::SeqCst);
             let limit = options.max_steps.is_some_and(|m| steps_this_process >= m);
-            let periodic =
-                options.checkpoint_every > 0 && state.step_in_epoch % options.checkpoint_every == 0;
+            let periodic = options.checkpoint_every > 0
+                && state.step_in_epoch.is_multiple_of(options.checkpoint_every);
             if (interrupted || limit || periodic) && state.step_in_epoch < steps_per_epoch {
                 let mut snapshot = state.clone();
                 snapshot.train_seconds += started.elapsed().as_secs_f64();
-                save_checkpoint(&run, &module, &optim, &snapshot)?;
+                if peer.leader() {
+                    save_checkpoint::<B, R, _>(&run, &module, &optim, ema.as_ref(), &snapshot)?;
+                }
                 if interrupted {
                     if let Some(bar) = &bar {
                         bar.abandon();
@@ -497,32 +745,42 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                         dir: run,
                         epochs: state.epochs,
                         report: None,
+                        step_losses,
                     });
                 }
             }
         }
         let train_time = started.elapsed().as_secs_f64();
         state.train_seconds += train_time;
-        // End of epoch: held-out metrics, one metrics line, a checkpoint.
+        // End of epoch: held-out metrics (sharded over the peers), one metrics line, a
+        // checkpoint.
         let inner = module.model().valid();
         let held = &splits.held_out;
-        let clean_acc = accuracy(
+        let bs = config.eval.batch_size;
+        let clean_range = shard_range(held.num_samples(), peer);
+        let n_robust = config.eval.held_out_robust.min(held.num_samples());
+        let correct = correct_count(
             &inner,
             held,
+            clean_range,
             &Route::mode(Mode::Clean),
-            config.eval.batch_size,
+            None,
+            bs,
             device,
         );
-        let robust_acc = robust_eval::<B>(
+        let robust = robust_count::<B>(
             &inner,
             Mode::Adversarial,
             &eval_attack,
             held,
-            config.eval.held_out_robust,
-            config.eval.batch_size,
+            shard_range(n_robust, peer),
+            bs,
             device,
-        )
-        .map_or(0.0, |r| r.robust_accuracy);
+        );
+        let sums = peer.sum::<B::InnerBackend>(&[correct as f64, robust as f64], device)?;
+        let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
+        let (clean_acc, robust_acc) =
+            (ratio(sums[0], held.num_samples()), ratio(sums[1], n_robust));
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             step: state.global_step,
@@ -532,14 +790,16 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
             lr: learning_rate(config, state.global_step.saturating_sub(1), steps_per_epoch),
             images_per_s: seen as f64 / train_time.max(1e-9),
         };
-        tracing::info!(
-            "epoch {}: loss {:.4} held-out clean {:.2}% robust {:.2}% ({:.0} img/s)",
-            metrics.epoch,
-            metrics.loss,
-            100.0 * clean_acc,
-            100.0 * robust_acc,
-            metrics.images_per_s
-        );
+        if peer.leader() {
+            tracing::info!(
+                "epoch {}: loss {:.4} held-out clean {:.2}% robust {:.2}% ({:.0} img/s)",
+                metrics.epoch,
+                metrics.loss,
+                100.0 * clean_acc,
+                100.0 * robust_acc,
+                metrics.images_per_s
+            );
+        }
         if let Some(bar) = &bar {
             bar.println(format!(
                 "epoch {:>3}: loss {:.4}  held-out clean {:.2}%  robust {:.2}%  {:.0} img/s",
@@ -555,19 +815,24 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
         state.step_in_epoch = 0;
         state.loss_sum = 0.0;
         state.loss_count = 0;
-        let lines: String = state
-            .epochs
-            .iter()
-            .map(|m| serde_json::to_string(m).unwrap_or_default() + "\n")
-            .collect();
-        write_atomic(&run.join("metrics.jsonl"), lines.as_bytes())?;
-        save_checkpoint(&run, &module, &optim, &state)?;
+        if peer.leader() {
+            let lines: String = state
+                .epochs
+                .iter()
+                .map(|m| serde_json::to_string(m).unwrap_or_default() + "\n")
+                .collect();
+            write_atomic(&run.join("metrics.jsonl"), lines.as_bytes())?;
+        }
+        if peer.leader() {
+            save_checkpoint::<B, R, _>(&run, &module, &optim, ema.as_ref(), &state)?;
+        }
         let limit = options.max_steps.is_some_and(|m| steps_this_process >= m);
         if limit && state.epoch < o.epochs {
             return Ok(RunSummary {
                 dir: run,
                 epochs: state.epochs,
                 report: None,
+                step_losses,
             });
         }
     }
@@ -576,18 +841,34 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
     }
 
     let model = module.into_model();
-    advsoup_adapters::io::save_model(&model, &run.join("model.safetensors"))
-        .map_err(TrainError::Adapter)?;
-    advsoup_adapters::io::save_adapter(&model, &run.join("adapter.safetensors"))
-        .map_err(TrainError::Adapter)?;
-    let report = final_report::<B>(config, &model.valid(), splits, state.train_seconds, device)?;
-    let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-    write_atomic(&run.join("final.json"), &json)?;
-    write_atomic(&run.join("final.md"), report.table().as_bytes())?;
+    if peer.leader() {
+        advsoup_adapters::io::save_model(&model, &run.join("model.safetensors"))
+            .map_err(TrainError::Adapter)?;
+        advsoup_adapters::io::save_adapter(&model, &run.join("adapter.safetensors"))
+            .map_err(TrainError::Adapter)?;
+        if let Some(ema) = &ema {
+            advsoup_adapters::io::save_model(ema, &run.join("model_ema.safetensors"))
+                .map_err(TrainError::Adapter)?;
+        }
+    }
+    let report = final_report_peer::<B>(
+        config,
+        &model.valid(),
+        splits,
+        state.train_seconds,
+        device,
+        peer,
+    )?;
+    if peer.leader() {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        write_atomic(&run.join("final.json"), &json)?;
+        write_atomic(&run.join("final.md"), report.table().as_bytes())?;
+    }
     Ok(RunSummary {
         dir: run,
         epochs: state.epochs,
         report: Some(report),
+        step_losses,
     })
 }
 
@@ -599,34 +880,100 @@ pub fn final_report<B: AutodiffBackend>(
     train_seconds: f64,
     device: &B::Device,
 ) -> Result<FinalReport, TrainError> {
+    final_report_peer::<B>(config, model, splits, train_seconds, device, Peer::SOLO)
+}
+
+/// [`final_report`] with every peer evaluating its shard of the test split.
+fn final_report_peer<B: AutodiffBackend>(
+    config: &TrainConfig,
+    model: &AdaptedVit<B::InnerBackend>,
+    splits: &Splits,
+    train_seconds: f64,
+    device: &B::Device,
+    peer: Peer,
+) -> Result<FinalReport, TrainError> {
     let e = &config.eval;
     let eps = config.attack.eval.eps;
     let evaluator = Evaluator::preset(&e.test_attack, ThreatModel::Linf, eps, config.seed)
         .map_err(TrainError::Attack)?;
     let test = &splits.test;
-    let acc = |mode| accuracy(model, test, &Route::mode(mode), e.batch_size, device);
+    let n_clean = test.num_samples();
+    let n_robust = e.test_robust.min(n_clean);
+    let acc = |mode| {
+        correct_count(
+            model,
+            test,
+            shard_range(n_clean, peer),
+            &Route::mode(mode),
+            None,
+            e.batch_size,
+            device,
+        ) as f64
+    };
     let rob = |mode| {
-        robust_eval::<B>(
+        robust_count::<B>(
             model,
             mode,
             &evaluator,
             test,
-            e.test_robust,
+            shard_range(n_robust, peer),
             e.batch_size,
             device,
-        )
-        .map_or(0.0, |r| r.robust_accuracy)
+        ) as f64
     };
+    let counts = [
+        acc(Mode::Clean),
+        acc(Mode::Adversarial),
+        rob(Mode::Clean),
+        rob(Mode::Adversarial),
+    ];
+    let s = peer.sum::<B::InnerBackend>(&counts, device)?;
+    let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
+    let mut shifts = Vec::new();
+    if !e.shifts.is_empty() {
+        let index = crate::class_index(config)?;
+        let vit = config.vit()?;
+        for section in &e.shifts {
+            for (name, data, mask) in
+                crate::eval::load_shift(section, &index, vit.in_chans, vit.img_size)?
+            {
+                let n = data.num_samples();
+                let count = |mode| {
+                    correct_count(
+                        model,
+                        &data,
+                        shard_range(n, peer),
+                        &Route::mode(mode),
+                        mask.as_ref(),
+                        e.batch_size,
+                        device,
+                    ) as f64
+                };
+                let c = peer.sum::<B::InnerBackend>(
+                    &[count(Mode::Clean), count(Mode::Adversarial)],
+                    device,
+                )?;
+                shifts.push(crate::eval::ShiftResult {
+                    name,
+                    n,
+                    classes: mask.as_ref().map_or(index.len(), |m| m.indices().len()),
+                    clean_mode_acc: ratio(c[0], n),
+                    robust_mode_acc: ratio(c[1], n),
+                });
+            }
+        }
+    }
     Ok(FinalReport {
-        n_clean: test.num_samples(),
-        n_robust: e.test_robust.min(test.num_samples()),
+        n_clean,
+        n_robust,
         attack: e.test_attack.clone(),
         eps,
-        clean_mode_clean_acc: acc(Mode::Clean),
-        robust_mode_clean_acc: acc(Mode::Adversarial),
-        clean_mode_robust_acc: rob(Mode::Clean),
-        robust_mode_robust_acc: rob(Mode::Adversarial),
+        clean_mode_clean_acc: ratio(s[0], n_clean),
+        robust_mode_clean_acc: ratio(s[1], n_clean),
+        clean_mode_robust_acc: ratio(s[2], n_robust),
+        robust_mode_robust_acc: ratio(s[3], n_robust),
         train_seconds,
         seed: config.seed,
+        shifts,
     })
 }
