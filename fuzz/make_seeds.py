@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Writes small valid seed inputs into fuzz/corpus/<target>/ (gitignored); run from anywhere.
+
+    python3 fuzz/make_seeds.py
+"""
+import gzip
+import pathlib
+import struct
+
+here = pathlib.Path(__file__).resolve().parent
+corpus = here / "corpus"
+
+
+def put(target, name, data):
+    d = corpus / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+def idx(dims, data):
+    return bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + data
+
+
+# idx: an image file and a label file joined by FF FF FF FF (see fuzz_targets/idx.rs).
+n = 3
+images3 = idx([n, 4, 4], bytes((i * 7) % 256 for i in range(n * 16)))
+images4 = idx([n, 3, 2, 2], bytes((i * 5) % 256 for i in range(n * 12)))
+labels = idx([n], bytes(i % 3 for i in range(n)))
+sep = b"\xff" * 4
+put("idx", "raw3", images3 + sep + labels)
+put("idx", "raw4", images4 + sep + labels)
+put("idx", "gz", gzip.compress(images3) + sep + gzip.compress(labels))
+put("idx", "labels-only", labels)
+
+# cifar: two CIFAR-10 records and two CIFAR-100 records.
+pix = bytes(i % 251 for i in range(3072))
+put("cifar", "c10", bytes([1]) + pix + bytes([9]) + pix)
+put("cifar", "c100", bytes([3, 77]) + pix + bytes([19, 99]) + pix)
+
+# config: the project's configs, and one with overrides after a `--` line.
+for p in (here.parent / "configs").glob("*.toml"):
+    put("config", p.name, p.read_bytes())
+    put(
+        "config",
+        p.stem + "-overrides",
+        p.read_bytes() + b"\n--\noptim.epochs=2\nmodel.adapter={ lora = { rank = 2 } }\nregime=nominal\n",
+    )
+
+# safetensors: every loader x adapter kind on its valid file (edit mode, no edits), and raw
+# mode with an empty file.
+for sel in range(18):
+    put("safetensors", f"valid-{sel}", bytes([sel, 0x80]))
+put("safetensors", "raw-empty", bytes([0, 0]))
+print(f"seeds written under {corpus}")
