@@ -386,7 +386,7 @@ impl TrainConfig {
     pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
         let mut value: toml::Table = toml::from_str(text).map_err(|e| TrainError::Config {
             path: path.to_owned(),
-            message: e.message().to_string(),
+            message: toml_error(&e, Some(text)),
         })?;
         for o in overrides {
             apply_override(&mut value, o).map_err(|message| TrainError::Config {
@@ -399,7 +399,7 @@ impl TrainConfig {
                 .try_into()
                 .map_err(|e: toml::de::Error| TrainError::Config {
                     path: path.to_owned(),
-                    message: e.message().to_string(),
+                    message: toml_error(&e, None),
                 })?;
         config.validate().map_err(|e| match e {
             TrainError::Invalid { field, message } => TrainError::Config {
@@ -465,7 +465,8 @@ impl TrainConfig {
                 ),
             ));
         }
-        self.vit()?;
+        let vit = self.vit()?;
+        self.validate_sizes(&vit)?;
         for (field, a) in [
             ("attack.train", &self.attack.train),
             ("attack.eval", &self.attack.eval),
@@ -522,7 +523,7 @@ impl TrainConfig {
         }
         if [o.weight_decay, o.warmup_epochs, o.min_lr_ratio]
             .iter()
-            .any(|v| v.is_nan() || *v < 0.0)
+            .any(|v| !(*v >= 0.0 && v.is_finite()))
         {
             return Err(invalid(
                 "optim",
@@ -544,6 +545,20 @@ impl TrainConfig {
                 ),
             ));
         }
+        if !(o.grad_clip >= 0.0 && o.grad_clip.is_finite()) {
+            return Err(invalid(
+                "optim.grad_clip",
+                format!("expected a finite value >= 0, got {}", o.grad_clip),
+            ));
+        }
+        // An unknown preset would otherwise surface only after the whole training.
+        advsoup_attacks::Evaluator::preset(
+            &self.eval.test_attack,
+            advsoup_attacks::ThreatModel::Linf,
+            self.attack.eval.eps,
+            self.seed,
+        )
+        .map_err(|e| invalid("eval.test_attack", e.to_string()))?;
         if !(0.0..1.0).contains(&self.data.label_smoothing) {
             return Err(invalid(
                 "data.label_smoothing",
@@ -636,6 +651,89 @@ impl TrainConfig {
         };
         a.validate()?;
         Ok(a)
+    }
+}
+
+impl TrainConfig {
+    /// Sizes a machine can hold: a typo such as `embed_dim = 6400000` must be an error naming
+    /// the field here, not an allocation failure (an abort) or a burn panic when the model is
+    /// built.
+    fn validate_sizes(&self, vit: &VitConfig) -> Result<(), TrainError> {
+        const MAX_PARAMS: usize = 1 << 32;
+        for (field, value, max) in [
+            ("model.embed_dim", vit.embed_dim, 1 << 16),
+            ("model.depth", vit.depth, 1 << 10),
+            ("model.num_classes", vit.num_classes, 1 << 20),
+            ("data.crop_padding", self.data.crop_padding, vit.img_size),
+            ("data.workers", self.data.workers, 256),
+        ] {
+            if value > max {
+                return Err(invalid(
+                    field,
+                    format!("{value} is too large: expected at most {max}"),
+                ));
+            }
+        }
+        let hidden = vit.mlp_hidden();
+        if hidden > 1 << 22 {
+            return Err(invalid(
+                "model.mlp_ratio",
+                format!(
+                    "{} gives an MLP width of {hidden}: expected at most {}",
+                    vit.mlp_ratio,
+                    1 << 22
+                ),
+            ));
+        }
+        match self.model.adapter {
+            AdapterKind::Prompt { tokens } if tokens == 0 || tokens > 1 << 16 => {
+                return Err(invalid(
+                    "model.adapter",
+                    format!("prompt tokens = {tokens}: expected 1 to 65536"),
+                ));
+            }
+            AdapterKind::Lora { rank } if rank == 0 || rank > vit.embed_dim => {
+                return Err(invalid(
+                    "model.adapter",
+                    format!(
+                        "lora rank = {rank}: expected 1 to embed_dim = {}",
+                        vit.embed_dim
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        // With the bounds above this count cannot overflow.
+        let params = advsoup_adapters::AdaptedVitConfig {
+            vit: vit.clone(),
+            adapter: self.model.adapter,
+        }
+        .num_params();
+        if params > MAX_PARAMS {
+            return Err(invalid(
+                "model",
+                format!("{params} parameters: expected at most {MAX_PARAMS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One line for a TOML error: the key path when deserializing (`optim.batch_size: invalid
+/// value: integer -8, expected usize`), the line number when parsing. `message()` alone names
+/// neither, and `Display` spans several lines.
+fn toml_error(e: &toml::de::Error, text: Option<&str>) -> String {
+    if let (Some(text), Some(span)) = (text, e.span()) {
+        let line = text
+            .get(..span.start)
+            .map_or(0, |before| before.matches('\n').count())
+            + 1;
+        return format!("line {line}: {}", e.message());
+    }
+    let shown = e.to_string();
+    match shown.lines().rev().find_map(|l| l.strip_prefix("in `")) {
+        Some(keys) => format!("{}: {}", keys.trim_end_matches('`'), e.message()),
+        None => e.message().to_string(),
     }
 }
 
