@@ -1359,6 +1359,76 @@ mod tests {
     }
 
     #[test]
+    fn absolute_paths_and_links_in_archives_write_nothing_outside_staging() {
+        use crate::cifar::tests::records;
+        let batches: Vec<(String, Vec<u8>)> = CIFAR10_FILES
+            .iter()
+            .map(|n| (n.to_string(), records(1, CifarFormat::Cifar10)))
+            .collect();
+        let outside = tempfile::tempdir().expect("tempdir");
+        let target = outside.path().join("abs-evil.bin");
+        let abs = target.to_string_lossy().into_owned();
+        // An absolute entry name first.
+        let mut entries: Vec<(String, Vec<u8>)> = vec![(abs.clone(), b"x".to_vec())];
+        entries.extend(
+            batches
+                .iter()
+                .map(|(n, b)| (format!("cifar-10-batches-bin/{n}"), b.clone())),
+        );
+        let refs: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        // A symlink and a hard link named like dataset files, pointing at a file outside.
+        let mut links = tar::Builder::new(Vec::new());
+        for (kind, name) in [
+            (tar::EntryType::Symlink, "data_batch_1.bin"),
+            (tar::EntryType::Link, "data_batch_2.bin"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            links
+                .append_link(
+                    &mut h,
+                    format!("cifar-10-batches-bin/{name}"),
+                    "/etc/passwd",
+                )
+                .expect("link");
+        }
+        let links = gz(&links.into_inner().expect("tar"));
+        let routes = HashMap::from([
+            ("/abs.tar.gz".to_string(), tar_gz(&refs)),
+            ("/links.tar.gz".to_string(), links),
+        ]);
+        let base = serve(routes);
+        for (file, needle) in [
+            ("abs.tar.gz", "unsafe path"),
+            (
+                "links.tar.gz",
+                "no entry cifar-10-batches-bin/data_batch_1.bin",
+            ),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let spec = spec_for(
+                &batches,
+                DatasetKind::Cifar10,
+                vec![Source::HttpTarGz {
+                    url: format!("{base}{file}"),
+                    member_dir: "cifar-10-batches-bin/".into(),
+                }],
+            );
+            let e = fetch_with(&spec, dir.path(), &opts())
+                .expect_err(file)
+                .to_string();
+            assert!(e.contains(needle), "{file}: {e}");
+            assert!(!target.exists(), "{file}: wrote outside the cache");
+            assert!(!dir.path().join("cifar10").exists(), "{file}: placed files");
+            assert!(no_leftovers(dir.path()), "{file}: staging left behind");
+        }
+    }
+
+    #[test]
     fn apt_hint_names_apt_get_update_and_names_parse() {
         let h = apt_hint("E: Unable to locate package dataset-fashion-mnist").expect("hint");
         assert!(h.contains("run apt-get update"));
