@@ -160,6 +160,26 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the resolved plan (batch split, accumulation, schedule, attack cost) and exit
+    /// without reading data.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Data-parallel peers on this machine (one per device: cuda:N, cuda:N+1, ...; on cpu,
+    /// threads sharing the CPU).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Machines in a multi-node run (each runs this command with its --node-rank).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// This machine's rank in 0..nodes; node 0 runs the coordinator and writes the run.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: usize,
+    /// host:port of the coordinator on node 0 (needed with --nodes > 1).
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// host:port other nodes reach this one at (default: coordinator host, port + 1 + rank).
+    #[arg(long)]
+    pub node_address: Option<String>,
 }
 
 /// `advsoup eval`.
@@ -306,6 +326,21 @@ pub fn load_config(path: &Path, overrides: &[String], regime: Option<&str>) -> R
 
 fn train(args: TrainArgs) -> Result<()> {
     let config = load_config(&args.config, &args.overrides, args.regime.as_deref())?;
+    let topology = advsoup_train::Topology {
+        devices: args.devices,
+        nodes: args.nodes,
+        node_rank: args.node_rank,
+        coordinator: args.coordinator.clone(),
+        node_address: args.node_address.clone(),
+    };
+    if args.dry_run {
+        let samples = advsoup_train::planned_train_samples(&config)?;
+        let plan = advsoup_train::Plan::new(&config, &topology, samples)
+            .with_context(|| format!("{}", args.config.display()))?;
+        print!("{plan}");
+        return Ok(());
+    }
+    topology.validate()?;
     let splits = advsoup_train::load_data(&config, args.fetch)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -326,10 +361,10 @@ fn train(args: TrainArgs) -> Result<()> {
     options.checkpoint_every = args.checkpoint_every;
     let summary = match args.device {
         DeviceArg::Cpu => {
-            let device = Default::default();
-            advsoup_train::train::<Autodiff<Flex>>(&config, &splits, &options, &device)?
+            let devices = vec![Default::default(); topology.devices];
+            train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)?
         }
-        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n)?,
+        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology)?,
     };
     println!("run: {}", summary.dir.display());
     match summary.report {
@@ -345,19 +380,50 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// One peer per device of `devices` (data-parallel when there are several peers in all).
+fn train_on<B: burn::tensor::backend::AutodiffBackend>(
+    config: &TrainConfig,
+    splits: &advsoup_data::Splits,
+    options: &RunOptions,
+    devices: &[B::Device],
+    topology: &advsoup_train::Topology,
+) -> Result<advsoup_train::RunSummary> {
+    #[cfg(feature = "collective")]
+    {
+        Ok(advsoup_train::train_parallel::<B>(
+            config, splits, options, devices, topology,
+        )?)
+    }
+    #[cfg(not(feature = "collective"))]
+    {
+        if topology.world() > 1 {
+            bail!("--devices/--nodes: this advsoup was built without the `collective` feature");
+        }
+        Ok(advsoup_train::train::<B>(
+            config,
+            splits,
+            options,
+            &devices[0],
+        )?)
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn train_cuda(
     config: &TrainConfig,
     splits: &advsoup_data::Splits,
     options: &RunOptions,
     n: usize,
+    topology: &advsoup_train::Topology,
 ) -> Result<advsoup_train::RunSummary> {
     use burn::backend::Cuda;
-    let device = burn::backend::cuda::CudaDevice::new(n);
-    probe_cuda(&device)?;
-    Ok(advsoup_train::train::<Autodiff<Cuda>>(
-        config, splits, options, &device,
-    )?)
+    let devices: Vec<_> = (n..n + topology.devices)
+        .map(burn::backend::cuda::CudaDevice::new)
+        .collect();
+    for device in &devices {
+        probe_cuda(device)?;
+    }
+    train_on::<Autodiff<Cuda>>(config, splits, options, &devices, topology)
 }
 
 #[cfg(feature = "cuda")]
@@ -385,6 +451,7 @@ fn train_cuda(
     _: &advsoup_data::Splits,
     _: &RunOptions,
     _: usize,
+    _: &advsoup_train::Topology,
 ) -> Result<advsoup_train::RunSummary> {
     bail!(
         "--device cuda: this advsoup was built without the `cuda` feature (cargo build --features cuda)"

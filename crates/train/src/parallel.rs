@@ -3,8 +3,13 @@
 //! every optimizer step, so a run equals one device with the same global batch (up to the order
 //! of float sums). Evaluation is sharded the same way and the counts are summed.
 //!
-//! Peers start from rank 0's parameters (broadcast) and check that they resume from the same
-//! step. Rank 0 alone writes the run directory; resuming a multi-node run needs that directory
+//! Peers start from rank 0's parameters (a sum to which the others add zeros: burn 0.21 has no
+//! multi-node broadcast) and check that they resume from the same step.
+//!
+//! Multi-node status: `--nodes/--node-rank/--coordinator` are wired to burn's global collective
+//! (node 0 runs the orchestrator). On 127.0.0.1 with two processes the nodes register and the
+//! first global all-reduces start, then burn 0.21's global all-reduce stalls (ring and
+//! centralized alike); several devices on one machine work and are tested. Rank 0 alone writes the run directory; resuming a multi-node run needs that directory
 //! on a filesystem every node sees. With dropout or drop-path the peers draw their own masks, so
 //! such runs agree in distribution, not bit for bit.
 
@@ -101,6 +106,8 @@ impl Peer {
     }
 
     /// Every peer gets rank 0's parameters (values only; ids and `require_grad` are kept).
+    /// Rank 0 sends its values and the others zeros into a sum (burn 0.21 has no multi-node
+    /// broadcast), which is exact.
     pub(crate) fn broadcast_module<B: AutodiffBackend, M: Module<B>>(
         &self,
         module: M,
@@ -152,10 +159,17 @@ fn broadcast_tensor<B: AutodiffBackend, const D: usize>(
     peer: Peer,
     t: Tensor<B::InnerBackend, D>,
 ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-    use burn::collective::{PeerId, broadcast};
+    // burn 0.21's multi-node broadcast is `unimplemented!`; a sum where every peer but rank 0
+    // contributes zeros gives rank 0's values exactly, locally and across nodes.
+    use burn::collective::{PeerId, ReduceOperation, all_reduce};
     use burn::tensor::TensorPrimitive;
-    let sent = peer.leader().then(|| t.into_primitive().tensor());
-    let out = broadcast::<B::InnerBackend>(PeerId::from(peer.rank), sent).map_err(cerr)?;
+    let sent = if peer.leader() { t } else { t.zeros_like() };
+    let out = all_reduce::<B::InnerBackend>(
+        PeerId::from(peer.rank),
+        sent.into_primitive().tensor(),
+        ReduceOperation::Sum,
+    )
+    .map_err(cerr)?;
     Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
 }
 
@@ -198,6 +212,12 @@ pub fn train_parallel<B: AutodiffBackend>(
         return crate::run::train::<B>(config, splits, options, &devices[0]);
     }
     let collective = collective_config(topology)?;
+    if topology.nodes > 1 {
+        tracing::warn!(
+            "multi-node training is untested beyond 127.0.0.1, where burn 0.21's global all-reduce \
+             stalled after the first exchanges; prefer one machine with several devices"
+        );
+    }
     if topology.nodes > 1 && topology.node_rank == 0 {
         let coordinator = topology.coordinator.as_deref().unwrap_or_default();
         let (_, port) =

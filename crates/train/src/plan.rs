@@ -68,6 +68,28 @@ impl Topology {
 
     /// Rejects impossible topologies, naming the option.
     pub fn validate(&self) -> Result<(), TrainError> {
+        self.validate_counts()?;
+        if self.nodes > 1 {
+            let bad = |field: &str, message: String| TrainError::Invalid {
+                field: field.into(),
+                message,
+            };
+            let c = self.coordinator.as_deref().ok_or_else(|| {
+                bad(
+                    "--coordinator",
+                    "required with --nodes > 1 (host:port of node 0)".into(),
+                )
+            })?;
+            split_host_port(c).map_err(|m| bad("--coordinator", m))?;
+            if let Some(a) = &self.node_address {
+                split_host_port(a).map_err(|m| bad("--node-address", m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Topology::validate`] without the addresses (enough to plan).
+    pub fn validate_counts(&self) -> Result<(), TrainError> {
         let bad = |field: &str, message: String| TrainError::Invalid {
             field: field.into(),
             message,
@@ -83,18 +105,6 @@ impl Topology {
                 "--node-rank",
                 format!("{} is not below --nodes {}", self.node_rank, self.nodes),
             ));
-        }
-        if self.nodes > 1 {
-            let c = self.coordinator.as_deref().ok_or_else(|| {
-                bad(
-                    "--coordinator",
-                    "required with --nodes > 1 (host:port of node 0)".into(),
-                )
-            })?;
-            split_host_port(c).map_err(|m| bad("--coordinator", m))?;
-            if let Some(a) = &self.node_address {
-                split_host_port(a).map_err(|m| bad("--node-address", m))?;
-            }
         }
         Ok(())
     }
@@ -186,7 +196,7 @@ impl Plan {
         topology: &Topology,
         train_samples: usize,
     ) -> Result<Self, TrainError> {
-        topology.validate()?;
+        topology.validate_counts()?;
         let bad = |field: &str, message: String| TrainError::Invalid {
             field: field.into(),
             message,
@@ -326,11 +336,15 @@ impl fmt::Display for Plan {
             per(self.params),
             per(self.adapter_params)
         )?;
-        writeln!(
-            f,
-            "  devices: {} = {} per node x {} node(s); gradients all-reduced (mean) every step",
-            self.world, self.devices, self.nodes
-        )?;
+        if self.world == 1 {
+            writeln!(f, "  devices: 1 (no all-reduce)")?;
+        } else {
+            writeln!(
+                f,
+                "  devices: {} = {} per node x {} node(s); gradients all-reduced (mean) every step",
+                self.world, self.devices, self.nodes
+            )?;
+        }
         writeln!(
             f,
             "  batch: global {} = {} device(s) x {} per device = {} x micro-batch {} ({} accumulation step{}){}",

@@ -1,0 +1,237 @@
+//! Scale-out through the cli's library API: `advsoup train --dry-run` plans the ImageNet recipe
+//! without data, and `--devices 2` (two data-parallel peers on the CPU, gradients all-reduced by
+//! burn's collective) trains the same model as one device with the same global batch.
+
+use std::path::Path;
+
+use advsoup_cli::{Cli, run};
+use clap::Parser;
+
+fn cli(args: &[&str]) -> anyhow::Result<()> {
+    run(Cli::try_parse_from(
+        std::iter::once("advsoup").chain(args.iter().copied()),
+    )?)
+}
+
+/// Trainings in this process share burn's per-backend generator: hold this while training.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn imagenet_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/imagenet-vit-b16-cls.toml")
+        .to_str()
+        .expect("utf8")
+        .to_string()
+}
+
+/// A Fashion-MNIST-shaped IDX set (28x28, 10 classes, class c has a band at row 2c + 4).
+fn write_idx(dir: &Path, train: usize, test: usize) {
+    let d = dir.join("fashion-mnist");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let images = |n: usize, salt: usize| {
+        let mut v = vec![0u8, 0, 8, 3];
+        for x in [n as u32, 28, 28] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        for i in 0..n {
+            for r in 0..28 {
+                for c in 0..28 {
+                    let noise = ((i * 31 + r * 7 + c * 13 + salt) % 17) as u8;
+                    v.push(if r / 2 == i % 10 + 2 {
+                        200 + noise
+                    } else {
+                        noise * 3
+                    });
+                }
+            }
+        }
+        v
+    };
+    let labels = |n: usize| {
+        let mut v = vec![0u8, 0, 8, 1];
+        v.extend_from_slice(&(n as u32).to_be_bytes());
+        v.extend((0..n).map(|i| (i % 10) as u8));
+        v
+    };
+    std::fs::write(d.join("train-images-idx3-ubyte"), images(train, 0)).expect("write");
+    std::fs::write(d.join("train-labels-idx1-ubyte"), labels(train)).expect("write");
+    std::fs::write(d.join("t10k-images-idx3-ubyte"), images(test, 5)).expect("write");
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), labels(test)).expect("write");
+}
+
+fn tiny_config(dir: &Path, data: &Path) -> String {
+    let text = format!(
+        r#"
+name = "tiny"
+seed = 11
+regime = "co_training"
+
+[model]
+preset = "vit_mini_patch4_28"
+adapter = "cls_token"
+patch_size = 7
+embed_dim = 16
+depth = 1
+num_heads = 2
+mlp_ratio = 2.0
+
+[data]
+dataset = "fashion-mnist"
+data_dir = "{}"
+held_out = 20
+crop_padding = 1
+mixup_alpha = 0.8
+cutmix_alpha = 1.0
+label_smoothing = 0.1
+workers = 0
+
+[attack.train]
+eps = 0.1
+num_steps = 2
+step_size = 0.0625
+
+[attack.eval]
+eps = 0.1
+num_steps = 3
+step_size = 0.05
+
+[optim]
+epochs = 2
+batch_size = 16
+lr = 1e-3
+warmup_epochs = 0.5
+weight_decay = 0.05
+grad_clip = 1.0
+
+[eval]
+held_out_robust = 10
+test_robust = 20
+test_attack = "pgd-5"
+batch_size = 32
+"#,
+        data.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).expect("write config");
+    path.to_str().expect("utf8").to_string()
+}
+
+#[test]
+fn dry_run_plans_the_imagenet_recipe_without_data() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let runs = tmp.path().join("runs");
+    let config = imagenet_config();
+    let base = [
+        "train",
+        "--config",
+        &config,
+        "--runs-dir",
+        runs.to_str().expect("utf8"),
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    with(&["--dry-run"]).expect("one device");
+    with(&["--dry-run", "--devices", "8", "--nodes", "4"]).expect("4 nodes x 8 devices");
+    assert!(!runs.exists(), "a dry run writes nothing");
+    for (extra, needle) in [
+        (&["--dry-run", "--devices", "3"][..], "optim.batch_size"),
+        (&["--nodes", "2"][..], "--coordinator"),
+        (
+            &[
+                "--dry-run",
+                "--nodes",
+                "2",
+                "--node-rank",
+                "2",
+                "--coordinator",
+                "h:1",
+            ][..],
+            "--node-rank",
+        ),
+        (&["--dry-run", "--devices", "0"][..], "--devices"),
+    ] {
+        let e = format!("{:#}", with(extra).expect_err(needle));
+        assert!(e.contains(needle) && !e.contains('\n'), "{extra:?}: {e}");
+    }
+}
+
+fn read_f32s(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).expect("model");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let data = st.tensor(&n).expect("tensor").data().to_vec();
+            let v = data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (n, v)
+        })
+        .collect()
+}
+
+#[test]
+fn two_cpu_peers_train_the_one_device_model() {
+    let _rng = serial();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    write_idx(&data, 84, 30);
+    let config = tiny_config(tmp.path(), &data);
+    let train = |runs: &Path, devices: &str| {
+        cli(&[
+            "train",
+            "--config",
+            &config,
+            "--runs-dir",
+            runs.to_str().expect("utf8"),
+            "--quiet",
+            "--devices",
+            devices,
+        ])
+    };
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    train(&one, "1").expect("one device");
+    train(&two, "2").expect("two peers");
+    let (a, b) = (
+        read_f32s(&one.join("tiny/model.safetensors")),
+        read_f32s(&two.join("tiny/model.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let diff = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= 1e-5, "{name} differs by {diff}");
+    }
+    let metrics = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("tiny/metrics.jsonl"))
+            .expect("metrics")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    };
+    let (ma, mb) = (metrics(&one), metrics(&two));
+    assert_eq!(ma.len(), 2);
+    for (x, y) in ma.iter().zip(&mb) {
+        let loss = |v: &serde_json::Value| v["loss"].as_f64().expect("loss");
+        assert!((loss(x) - loss(y)).abs() <= 1e-5, "{x} vs {y}");
+        assert_eq!(x["clean_acc"], y["clean_acc"]);
+        assert_eq!(x["robust_acc"], y["robust_acc"]);
+    }
+    let run_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("tiny/run.json")).expect("run.json"))
+            .expect("json");
+    assert_eq!(run_json["devices"], 2);
+}
