@@ -1,13 +1,12 @@
 //! Hostile inputs through the real `advsoup` binary, one table row each: truncated, oversized
-//! and garbage data files, a huge declared size, config errors (unknown key, ε = NaN, negative
-//! batch size, absurd sizes), weight files of another architecture, a pickle in place of
-//! weights, and a data dir that cannot be written; a full disk during the checkpoint write is
-//! its own (ignored for now) test.
+//! and garbage data files, a huge declared size, a PNG bomb, config errors (unknown key,
+//! ε = NaN, negative batch size, absurd sizes), weight files of another architecture, a pickle
+//! in place of weights, and a data dir that cannot be written; a full disk during the
+//! checkpoint write is its own (ignored for now) test.
 //!
 //! Every row must end with exit code 2 and exactly one stderr line, starting with `error:` and
 //! naming the file or field; each row runs in its own directory, which must hold no partial or
-//! temporary file afterwards. The PNG bomb has no CLI path (no command decodes PNG files yet),
-//! so it is checked on the decoder the ImageFolder reader uses.
+//! temporary file afterwards.
 //!
 //! Run alone: `cargo test -p advsoup-cli --test hostile` (well under a second per row).
 
@@ -389,6 +388,33 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         &["test_batch.bin", "entry 1", "label 200 out of range"],
     ));
 
+    rows.push(train_row(
+        root,
+        "png-bomb",
+        |d| {
+            // 65535 x 65535 RGB (12 GiB decoded) declared in a 100-byte file, in every class
+            // folder of an ImageFolder tree.
+            let bomb = png_header_only(65_535, 65_535);
+            for f in [
+                "train/a/0.png",
+                "train/b/1.png",
+                "val/a/2.png",
+                "val/b/3.png",
+            ] {
+                write(&d.join(f), &bomb);
+            }
+        },
+        &[
+            "data.dataset=image-folder",
+            "data.train_dir=data/train",
+            "data.val_dir=data/val",
+            "model.num_classes=2",
+            "data.held_out=1",
+            "eval.held_out_robust=1",
+        ],
+        &["0.png", "image failed to decode", "Memory limit exceeded"],
+    ));
+
     // --- configs
     rows.push(train_row(
         root,
@@ -619,24 +645,6 @@ fn disk_full_during_checkpoint_write_leaves_no_partial_checkpoint() {
         cmd,
         needles: strings(&["checkpoint", "File too large"]),
     }]);
-}
-
-/// The PNG bomb: no `advsoup` command reads image files (ImageFolder trees are library-only), so
-/// it goes straight to the decoder the folder reader uses. A 12-byte-per-row, 65535 x 65535 RGB
-/// image (12 GiB decoded) declared in a tiny file must fail with an error naming the file.
-#[test]
-fn png_bomb_is_a_clear_error() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let path = tmp.path().join("bomb.png");
-    write(&path, &png_header_only(65_535, 65_535));
-    let e =
-        advsoup_data::folder::decode_image(&path, &advsoup_data::folder::FolderOptions::default())
-            .expect_err("bomb")
-            .to_string();
-    assert!(
-        e.contains("bomb.png") && e.contains("failed to decode"),
-        "{e}"
-    );
 }
 
 /// A PNG whose IHDR declares `w x h` RGB8 and whose only IDAT is a few zero rows.
