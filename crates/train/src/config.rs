@@ -824,6 +824,26 @@ mod tests {
             text.contains("accumulation") && text.contains("PGD-2"),
             "{text}"
         );
+        assert_eq!(c.eval.shifts.len(), 4);
+        assert_eq!(
+            c.eval.shifts[3].corruptions.len() * c.eval.shifts[3].severities.len(),
+            75
+        );
+        let e = crate::run::check_shift_dirs(&c)
+            .expect_err("no ImageNet-R here")
+            .to_string();
+        assert!(
+            e.contains("eval.shifts[0].dir") && e.contains("eval.shifts=[]"),
+            "{e}"
+        );
+        let none = TrainConfig {
+            eval: EvalSection {
+                shifts: vec![],
+                ..c.eval.clone()
+            },
+            ..c.clone()
+        };
+        assert!(crate::run::check_shift_dirs(&none).is_ok());
         // 4096 over 3 devices does not split.
         let e = Plan::new(&c, &Topology::local(3), samples)
             .expect_err("3")

@@ -463,6 +463,7 @@ pub(crate) fn check_setup(
     topology: &Topology,
 ) -> Result<Plan, TrainError> {
     let plan = Plan::new(config, topology, splits.train.num_samples())?;
+    check_shift_dirs(config)?;
     let vit = config.vit()?;
     let shape = config.augment()?.output_shape(splits.train.shape());
     let want = [vit.in_chans, vit.img_size, vit.img_size];
@@ -483,6 +484,22 @@ pub(crate) fn check_setup(
         });
     }
     Ok(plan)
+}
+
+/// The shifted test sets are read after training: refuse to start a run whose sets are missing.
+pub(crate) fn check_shift_dirs(config: &TrainConfig) -> Result<(), TrainError> {
+    for (i, shift) in config.eval.shifts.iter().enumerate() {
+        if !shift.dir.is_dir() {
+            return Err(TrainError::Invalid {
+                field: format!("eval.shifts[{i}].dir"),
+                message: format!(
+                    "{} is not a directory (set eval.shifts=[] to train without shifted sets)",
+                    shift.dir.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn step_seed_for(config: &TrainConfig, peer: Peer, step: usize) -> u64 {
