@@ -37,22 +37,25 @@ from timm.models.vision_transformer import VisionTransformer
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
-# name -> (model name, img, patch, chans, classes, dim, depth, heads, mean, std, cpu batch, cuda batch, train on cpu)
+# name -> (model name, img, patch, chans, classes, dim, depth, heads, mean, std, cpu batch, cuda batch, train on cpu,
+#          mlp ratio)
 PRESETS = {
-    "tiny32": ("vit_tiny_patch4_32", 32, 4, 3, 10, 192, 6, 3, CIFAR_MEAN, CIFAR_STD, 64, 64, True),
-    "vitb16": ("vit_base_patch16_224", 224, 16, 3, 1000, 768, 12, 12, (0.5,) * 3, (0.5,) * 3, 4, 64, False),
-    "test": ("test_patch4_8", 8, 4, 3, 10, 16, 1, 2, (0.5,) * 3, (0.5,) * 3, 2, 2, True),
+    "tiny32": ("vit_tiny_patch4_32", 32, 4, 3, 10, 192, 6, 3, CIFAR_MEAN, CIFAR_STD, 64, 64, True, 4.0),
+    "vitb16": ("vit_base_patch16_224", 224, 16, 3, 1000, 768, 12, 12, (0.5,) * 3, (0.5,) * 3, 4, 64, False, 4.0),
+    # the default training (configs/fmnist-cls.toml)
+    "fmnist": ("vit_mini_patch7_28", 28, 7, 1, 10, 64, 4, 4, (0.2860,), (0.3530,), 128, 128, True, 2.0),
+    "test": ("test_patch4_8", 8, 4, 3, 10, 16, 1, 2, (0.5,) * 3, (0.5,) * 3, 2, 2, True, 4.0),
 }
 
 
 class AdaptedVit(nn.Module):
     """timm ViT + normalization inside + a cls-token adapter routed per sample."""
 
-    def __init__(self, img, patch, chans, classes, dim, depth, heads, mean, std):
+    def __init__(self, img, patch, chans, classes, dim, depth, heads, mean, std, mlp_ratio):
         super().__init__()
         self.vit = VisionTransformer(
             img_size=img, patch_size=patch, in_chans=chans, num_classes=classes,
-            embed_dim=dim, depth=depth, num_heads=heads, mlp_ratio=4.0, qkv_bias=True,
+            embed_dim=dim, depth=depth, num_heads=heads, mlp_ratio=mlp_ratio, qkv_bias=True,
             drop_rate=0.0, drop_path_rate=0.0,
         )
         self.cls_adv = nn.Parameter(self.vit.cls_token.detach().clone())
@@ -99,9 +102,9 @@ def status_mib(field):
 
 
 def build(preset, batch, device):
-    name, img, patch, chans, classes, dim, depth, heads, mean, std, *_ = PRESETS[preset]
+    name, img, patch, chans, classes, dim, depth, heads, mean, std, *_, mlp_ratio = PRESETS[preset]
     torch.manual_seed(0)
-    model = AdaptedVit(img, patch, chans, classes, dim, depth, heads, mean, std).to(device)
+    model = AdaptedVit(img, patch, chans, classes, dim, depth, heads, mean, std, mlp_ratio).to(device)
     x = torch.rand(batch, chans, img, img, device=device)
     y = (torch.arange(batch, device=device) % classes).long()
     gen = torch.Generator(device=device).manual_seed(7)
@@ -209,7 +212,7 @@ def memory_child(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", choices=["tiny32", "vitb16", "all", "test"], default="tiny32")
+    p.add_argument("--preset", choices=["tiny32", "vitb16", "fmnist", "all", "test"], default="tiny32")
     p.add_argument("--batch", type=int)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
@@ -232,7 +235,7 @@ def main():
         memory_child(args)
         return
     device = torch.device(args.device)
-    presets = ["tiny32", "vitb16"] if args.preset == "all" else [args.preset]
+    presets = ["tiny32", "vitb16", "fmnist"] if args.preset == "all" else [args.preset]
     report = {"tool": "torch", "device": f"torch-{torch.__version__}-{device}", "threads": args.threads,
               "presets": []}
     for preset in presets:

@@ -40,7 +40,10 @@ pub enum PresetArg {
     Tiny32,
     /// `vit_base_patch16_224`, batch 4 on CPU (forward and PGD step only) or 64 on CUDA.
     Vitb16,
-    /// tiny32 then vitb16.
+    /// The default training's model (configs/fmnist-cls.toml): 28x28 grey images, patch 7, 64
+    /// wide, 4 blocks, 4 heads, MLP 128, batch 128, all four steps.
+    Fmnist,
+    /// tiny32, vitb16, then fmnist.
     All,
     /// A test-sized model (8x8 images, width 16, one block), batch 2: for CI.
     Test,
@@ -79,6 +82,10 @@ pub struct BenchArgs {
     /// Skip the memory measurement.
     #[arg(long)]
     pub no_memory: bool,
+    /// Measure only these steps (forward, train_step, pgd_step, co_training_step), e.g. to
+    /// profile one of them.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Internal: run one PGD-K attack and print its memory record as JSON.
     #[arg(long, hide = true)]
     pub memory_child: Option<usize>,
@@ -100,6 +107,7 @@ impl PresetArg {
         match self {
             PresetArg::Tiny32 => "tiny32",
             PresetArg::Vitb16 => "vitb16",
+            PresetArg::Fmnist => "fmnist",
             PresetArg::All => "all",
             PresetArg::Test => "test",
         }
@@ -120,6 +128,20 @@ impl PresetArg {
             batch: if cuda { 64 } else { 4 },
             train: cuda,
         };
+        let fmnist = Preset {
+            name: "fmnist",
+            model: "vit_mini_patch7_28",
+            vit: VitConfig {
+                patch_size: 7,
+                embed_dim: 64,
+                depth: 4,
+                num_heads: 4,
+                mlp_ratio: 2.0,
+                ..VitConfig::vit_mini_patch4_28()
+            },
+            batch: 128,
+            train: true,
+        };
         let test = Preset {
             name: "test",
             model: "test_patch4_8",
@@ -130,7 +152,8 @@ impl PresetArg {
         match self {
             PresetArg::Tiny32 => vec![tiny32],
             PresetArg::Vitb16 => vec![vitb16],
-            PresetArg::All => vec![tiny32, vitb16],
+            PresetArg::Fmnist => vec![fmnist],
+            PresetArg::All => vec![tiny32, vitb16, fmnist],
             PresetArg::Test => vec![test],
         }
     }
@@ -145,9 +168,15 @@ struct Opts {
     eps: f64,
     step_size: f64,
     lr: f64,
+    /// Steps to measure (all when empty).
+    only: Vec<String>,
 }
 
 impl Opts {
+    fn wants(&self, step: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == step)
+    }
+
     fn pgd(&self, steps: usize) -> PgdSection {
         PgdSection {
             eps: self.eps,
@@ -233,14 +262,16 @@ fn bench_preset<B: AutodiffBackend>(
     let batch = batch::<B>(p, n, device);
     let mut records = Vec::new();
 
-    eprintln!("bench {}: forward", p.name);
-    let inner = model.valid();
-    let x = batch.images.clone().inner();
-    records.push(measure("forward", n, o.warmup, o.iters, || {
-        settle(inner.forward_mode(x.clone(), Mode::Clean));
-    }));
+    if o.wants("forward") {
+        eprintln!("bench {}: forward", p.name);
+        let inner = model.valid();
+        let x = batch.images.clone().inner();
+        records.push(measure("forward", n, o.warmup, o.iters, || {
+            settle(inner.forward_mode(x.clone(), Mode::Clean));
+        }));
+    }
 
-    if p.train {
+    if p.train && o.wants("train_step") {
         eprintln!("bench {}: train_step", p.name);
         let config = StepConfig::new(0.5, &o.pgd(o.steps))?;
         records.push(regime_record(
@@ -251,13 +282,15 @@ fn bench_preset<B: AutodiffBackend>(
         ));
     }
 
-    eprintln!("bench {}: pgd_step", p.name);
-    let one = StepConfig::new(0.5, &o.pgd(1))?;
-    records.push(measure("pgd_step", n, o.warmup, o.iters, || {
-        settle(craft(&model, &one.attack, &batch));
-    }));
+    if o.wants("pgd_step") {
+        eprintln!("bench {}: pgd_step", p.name);
+        let one = StepConfig::new(0.5, &o.pgd(1))?;
+        records.push(measure("pgd_step", n, o.warmup, o.iters, || {
+            settle(craft(&model, &one.attack, &batch));
+        }));
+    }
 
-    if p.train {
+    if p.train && o.wants("co_training_step") {
         eprintln!("bench {}: co_training_step (K = {})", p.name, o.steps);
         let config = StepConfig::new(0.5, &o.pgd(o.steps))?;
         records.push(regime_record(
@@ -315,6 +348,7 @@ fn spawn_memory_child(p: &Preset, n: usize, k: usize, args: &BenchArgs) -> Resul
     let preset = match p.name {
         "tiny32" => PresetArg::Tiny32,
         "vitb16" => PresetArg::Vitb16,
+        "fmnist" => PresetArg::Fmnist,
         _ => PresetArg::Test,
     };
     let out = std::process::Command::new(&exe)
@@ -353,6 +387,7 @@ fn opts(args: &BenchArgs) -> Opts {
         eps: 8.0 / 255.0,
         step_size: 2.0 / 255.0,
         lr: 1e-4,
+        only: args.only.clone(),
     }
 }
 
@@ -410,6 +445,13 @@ fn bench_cuda(_: &BenchArgs, _: usize) -> Result<BenchReport> {
 
 /// Runs the benchmarks.
 pub fn run(mut args: BenchArgs) -> Result<()> {
+    const STEPS: [&str; 4] = ["forward", "train_step", "pgd_step", "co_training_step"];
+    if let Some(bad) = args.only.iter().find(|s| !STEPS.contains(&s.as_str())) {
+        bail!(
+            "--only: unknown step `{bad}`, expected one of {}",
+            STEPS.join(", ")
+        );
+    }
     if args.quick {
         args.preset = PresetArg::Test;
         args.iters = 1;
@@ -520,7 +562,17 @@ mod tests {
         assert_eq!(a.memory_steps, [1, 5]);
         assert_eq!(a.device, DeviceArg::Cuda(0));
         let names: Vec<_> = a.preset.presets(false).iter().map(|p| p.name).collect();
-        assert_eq!(names, ["tiny32", "vitb16"]);
+        assert_eq!(names, ["tiny32", "vitb16", "fmnist"]);
+        let fmnist = &PresetArg::Fmnist.presets(false)[0];
+        assert_eq!(
+            (fmnist.vit.patch_size, fmnist.vit.embed_dim, fmnist.batch),
+            (7, 64, 128)
+        );
+        assert_eq!(
+            parse(&["--only", "forward,pgd_step"]).only,
+            ["forward", "pgd_step"]
+        );
+        assert!(run(parse(&["--quick", "--only", "backward"])).is_err());
         assert!(!PresetArg::Vitb16.presets(false)[0].train);
         assert!(PresetArg::Vitb16.presets(true)[0].train);
         let bad = Cli::try_parse_from(["advsoup", "bench", "--preset", "huge"]);
