@@ -1,6 +1,8 @@
 //! [`AdaptedVit`]: a ViT plus domain-specific parameters, routed per sample.
 
-use advsoup_vit::{DomainHooks, LinearSite, NormSite, Vit, VitConfig, VitConfigError};
+use advsoup_vit::{
+    DomainHooks, LinearSite, NormSite, Vit, VitConfig, VitConfigError, linear_tokens,
+};
 use burn::module::{Initializer, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
@@ -446,20 +448,22 @@ impl<B: Backend> DomainHooks<B> for Routed<'_, B> {
                 .clone()
                 .matmul(a.swap_dims(1, 2))
                 .matmul(b.swap_dims(1, 2));
-            return linear.forward(x) + delta;
+            return linear_tokens(linear, x) + delta;
         }
         let adv_bias = self
             .bias_index(site)
             .and_then(|i| self.adapter.biases_adv.get(i));
         let (Some(adv), Some(clean)) = (adv_bias, linear.bias.as_ref()) else {
-            return linear.forward(x);
+            return linear_tokens(linear, x);
         };
         if uniform(self.route) == Some(1.0) {
-            return linear.forward(x);
+            return linear_tokens(linear, x);
         }
-        let [n, _, _] = x.dims();
-        let y = x.matmul(linear.weight.val().unsqueeze_dim::<3>(0));
-        y + mix3(row(clean.val()), row(adv.val()), self.route, n)
+        // One flat matmul (see `linear_tokens`), then the per-sample bias.
+        let [n, t, d] = x.dims();
+        let y = x.reshape([n * t, d]).matmul(linear.weight.val());
+        let [_, out] = y.dims();
+        y.reshape([n, t, out]) + mix3(row(clean.val()), row(adv.val()), self.route, n)
     }
 }
 

@@ -96,14 +96,27 @@ pub fn craft<B: AutodiffBackend>(
         .no_grad();
     let route = Route::mode(Mode::Adversarial);
     let f = |x: Tensor<B, 4>| frozen.forward(x, &route);
-    let out = attack.attack::<B, _>(
+    let out = attack.attack_sharded::<B, _>(
         &f,
         &batch.images.clone().inner(),
         &batch.targets.clone().inner(),
         &batch.ids,
         batch.seed,
+        attack_shards::<B>(&batch.images.device()),
     );
     Tensor::from_inner(out.x_adv)
+}
+
+/// Threads the training attack spreads its samples over. burn's CPU backend (Flex) runs the
+/// element-wise ops of a small model on one thread, so on the CPU two threads attack one half of
+/// the batch each (a fixed count, so that x_adv does not depend on the machine's cores);
+/// accelerators get the whole batch at once.
+fn attack_shards<B: Backend>(device: &B::Device) -> usize {
+    if B::name(device).contains("flex") {
+        2
+    } else {
+        1
+    }
 }
 
 fn finish<B: AutodiffBackend, M: AutodiffModule<B>>(

@@ -65,9 +65,9 @@ pub trait DomainHooks<B: Backend> {
         norm.forward(x)
     }
 
-    /// A Linear applied to `x: [batch, tokens, in]`.
+    /// A Linear applied to `x: [batch, tokens, in]` (see [`crate::linear_tokens`]).
     fn linear(&self, _site: LinearSite, linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        linear.forward(x)
+        crate::linear_tokens(linear, x)
     }
 }
 

@@ -32,7 +32,7 @@ mod model;
 
 pub use config::{VitConfig, VitConfigError};
 pub use hooks::{DomainHooks, LinearSite, NoHooks, NormSite};
-pub use model::{Attention, Block, DropPath, Mlp, PatchEmbed, Vit};
+pub use model::{Attention, Block, DropPath, Mlp, PatchEmbed, Vit, linear_tokens};
 
 #[cfg(test)]
 mod tests {

@@ -48,9 +48,48 @@ pub struct PatchEmbed<B: Backend> {
 impl<B: Backend> PatchEmbed<B> {
     /// # Shapes
     /// - x: `[batch, channels, height, width]` -> `[batch, patches, embed_dim]`
+    ///
+    /// Computed as one matmul of the flattened patches with the conv weight (kernel = stride, no
+    /// padding), which is the same linear map as the conv but leaves the tokens contiguous and
+    /// keeps the input gradient (PGD) a matmul instead of a transposed convolution.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {
-        self.proj.forward(x).flatten::<3>(2, 3).swap_dims(1, 2)
+        let [n, c, h, w] = x.dims();
+        let [d, wc, ph, pw] = self.proj.weight.dims();
+        assert_eq!(
+            c, wc,
+            "patch_embed: input has {c} channels, the conv expects {wc}"
+        );
+        let (gh, gw) = (h / ph, w / pw);
+        // Like the strided conv, trailing rows/columns that do not fill a patch are dropped.
+        let x = if gh * ph != h || gw * pw != w {
+            x.slice([0..n, 0..c, 0..gh * ph, 0..gw * pw])
+        } else {
+            x
+        };
+        let patches = x
+            .reshape([n, c, gh, ph, gw, pw])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([n * gh * gw, c * ph * pw]);
+        let weight = self.proj.weight.val().reshape([d, c * ph * pw]);
+        let y = patches.matmul(weight.transpose());
+        let y = match &self.proj.bias {
+            Some(b) => y + b.val().unsqueeze_dim::<2>(0),
+            None => y,
+        };
+        y.reshape([n, gh * gw, d])
     }
+}
+
+/// A [`Linear`] applied to every token: `[batch, tokens, in] -> [batch, tokens, out]`.
+///
+/// Flattens to `[batch * tokens, in]` first: burn 0.21 runs a rank-3 Linear as `batch` small
+/// matmuls and its weight gradient as a `[batch, in, out]` tensor summed over the batch, while
+/// the flattened form is one matmul each way.
+pub fn linear_tokens<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [n, t, d] = x.dims();
+    let y = linear.forward(x.reshape([n * t, d]));
+    let [_, out] = y.dims();
+    y.reshape([n, t, out])
 }
 
 /// `blocks.N.attn`: multi-head self-attention with a fused qkv projection.
@@ -234,18 +273,21 @@ impl<B: Backend> Attention<B> {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
+        // q, k and v stay strided 5-D views of the qkv output (`[1, n, heads, tokens, hd]`):
+        // matmul reads them in place, while squeezing them to 4-D or scaling q would copy them
+        // with burn-flex's slow N-D strided copy. The scale goes on the (contiguous) scores.
         let qkv = hooks
             .linear(LinearSite::Qkv(block), &self.qkv, x)
             .reshape([n, t, 3, h, hd])
             .permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
-        let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
-        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
+        let q = qkv.clone().narrow(0, 0, 1);
+        let k = qkv.clone().narrow(0, 1, 1);
+        let v = qkv.narrow(0, 2, 1);
         let scores = q
-            .mul_scalar((hd as f64).powf(-0.5))
-            .matmul(k.swap_dims(2, 3));
-        let attn = softmax(scores, 3);
-        let out = attn.matmul(v).swap_dims(1, 2).reshape([n, t, d]);
+            .matmul(k.swap_dims(3, 4))
+            .mul_scalar((hd as f64).powf(-0.5));
+        let attn = softmax(scores, 4);
+        let out = attn.matmul(v).permute([1, 3, 0, 2, 4]).reshape([n, t, d]);
         let out = hooks.linear(LinearSite::Proj(block), &self.proj, out);
         self.proj_drop.forward(out)
     }
@@ -319,6 +361,19 @@ impl<B: Backend> Vit<B> {
     /// # Shapes
     /// - x: `[batch, in_chans, img_size, img_size]` -> `[batch, 1 + patches (+ prompts), embed_dim]`
     pub fn forward_features<H: DomainHooks<B>>(&self, x: Tensor<B, 4>, hooks: &H) -> Tensor<B, 3> {
+        let mut x = self.embed(x, hooks);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward_with(i, x, hooks);
+        }
+        hooks.layer_norm(NormSite::Final, &self.norm, x)
+    }
+
+    /// Normalized pixels to the token sequence the blocks read: class token, position-embedded
+    /// patches, then prompts if the hooks add any.
+    ///
+    /// # Shapes
+    /// - x: `[batch, in_chans, img_size, img_size]` -> `[batch, 1 + patches (+ prompts), embed_dim]`
+    fn embed<H: DomainHooks<B>>(&self, x: Tensor<B, 4>, hooks: &H) -> Tensor<B, 3> {
         let [n, c, hh, ww] = x.dims();
         let [_, expected_c, _, _] = self.mean.dims();
         assert_eq!(
@@ -338,14 +393,10 @@ impl<B: Backend> Vit<B> {
         let cls = hooks.cls_token(&self.cls_token, n);
         let x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();
         let x = self.pos_drop.forward(x);
-        let mut x = match hooks.extra_tokens(n) {
+        match hooks.extra_tokens(n) {
             Some(prompts) => Tensor::cat(vec![x, prompts], 1),
             None => x,
-        };
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward_with(i, x, hooks);
         }
-        hooks.layer_norm(NormSite::Final, &self.norm, x)
     }
 
     /// Logits from the class token of [`Vit::forward_features`]'s output.
@@ -391,5 +442,41 @@ impl<B: Backend> Vit<B> {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
         self.head.weight.val().dims()[1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+
+    type TestBackend = Flex;
+
+    fn tiny() -> VitConfig {
+        VitConfig::new(8, 4, 2, 3, 16, 2, 2)
+            .with_mean(vec![0.4, 0.5])
+            .with_std(vec![0.3, 0.2])
+    }
+
+    fn close<const D: usize>(a: Tensor<TestBackend, D>, b: Tensor<TestBackend, D>) {
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-5, 1e-6));
+    }
+
+    #[test]
+    fn patch_embed_is_the_strided_conv() {
+        let device = Default::default();
+        let vit = tiny().init::<TestBackend>(&device);
+        // 9x9: the conv drops the last row and column, so must the matmul form.
+        let x = Tensor::<TestBackend, 4>::random([3, 2, 9, 9], Distribution::Default, &device);
+        let conv = vit
+            .patch_embed
+            .proj
+            .forward(x.clone())
+            .flatten::<3>(2, 3)
+            .swap_dims(1, 2);
+        close(vit.patch_embed.forward(x), conv);
     }
 }
