@@ -1,6 +1,9 @@
 //! `cargo xtask <task>`: developer workflows. clap + std only; it never links burn and shells
 //! out to `cargo run -p advsoup-cli` for anything numeric.
 
+mod soak;
+mod sweep;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,6 +38,13 @@ enum Task {
     /// threads; prints one side-by-side table with the ratio advsoup/torch. JSON under
     /// target/bench/.
     Bench(BenchArgs),
+    /// The paper's adapter comparison: trains nominal, adversarial and co-training with every
+    /// adapter under one budget, evaluates each (clean, PGD-20, APGD-CE, corruptions, soups) and
+    /// writes reports/sweep-<name>-<seed>/{REPORT.md,results.json,fronts.svg}. Resumable.
+    SweepAdapters(sweep::SweepArgs),
+    /// Crash safety: SIGKILLs a small training run (and a soup sweep and an evaluation) at
+    /// random moments, resumes each time, and requires results identical to uninterrupted runs.
+    Soak(soak::SoakArgs),
 }
 
 /// `cargo xtask bench`.
@@ -133,7 +143,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "advsoup-train",
         ],
     ),
-    ("advsoup-e2e", &[]),
+    ("advsoup-e2e", &["advsoup-cli"]),
     ("xtask", &[]),
 ];
 
@@ -408,6 +418,8 @@ fn main() -> Result<()> {
         }
         Task::Tidy => tidy(),
         Task::Bench(args) => bench(args),
+        Task::SweepAdapters(args) => sweep::run(args),
+        Task::Soak(args) => soak::run(args),
         Task::Test => {
             tidy()?;
             let mut c = cargo();

@@ -74,6 +74,41 @@ fn paper_parameter_counts_for_vit_base() {
     );
 }
 
+/// The counts `cargo xtask sweep-adapters` reports for configs/sweep-fmnist.toml's model (28x28
+/// gray, patch 7, dim 64, depth 4, 4 heads, MLP 128, 10 classes), pinned by hand and counted
+/// from the initialized tensors.
+#[test]
+fn sweep_fmnist_parameter_counts() {
+    let vit = VitConfig::new(28, 7, 1, 10, 64, 4, 4)
+        .with_mlp_ratio(2.0)
+        .with_mean(vec![0.286])
+        .with_std(vec![0.353]);
+    let device = Default::default();
+    for (kind, want) in [
+        (AdapterKind::None, 0),
+        (AdapterKind::ClsToken, 64),
+        // 2 LayerNorms (γ, β) per block and the final one
+        (AdapterKind::DualLayerNorm, (2 * 4 + 1) * 2 * 64),
+        // per block qkv 192 + proj 64 + fc1 128 + fc2 64, and the head's 10
+        (AdapterKind::Bias, 4 * 448 + 10),
+        (AdapterKind::Prompt { tokens: 4 }, 4 * 64),
+        // rank 4 on qkv (64 -> 192) and proj (64 -> 64) of 4 blocks
+        (
+            AdapterKind::Lora { rank: 4 },
+            4 * (4 * (64 + 192) + 4 * (64 + 64)),
+        ),
+    ] {
+        assert_eq!(kind.params_per_domain(&vit), want, "{kind}: formula");
+        let m = AdaptedVitConfig {
+            vit: vit.clone(),
+            adapter: kind,
+        }
+        .try_init::<TestBackend>(&device)
+        .expect("valid config");
+        assert_eq!(m.params_per_domain(), want, "{kind}: tensors");
+    }
+}
+
 #[test]
 fn counted_tensors_match_the_formulas() {
     for kind in ALL {
@@ -383,5 +418,38 @@ fn baked_modes_equal_routed_modes() {
         model(AdapterKind::Lora { rank: 2 }, 1)
             .bake(Mode::Clean)
             .is_none()
+    );
+}
+
+#[test]
+fn saved_files_do_not_depend_on_header_order() {
+    let m = model(AdapterKind::ClsToken, 12);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("m.safetensors");
+    io::save_model(&m, &p).expect("save");
+    let bytes = std::fs::read(&p).expect("read");
+    // the same file with its header keys in another order
+    let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + len]).expect("header");
+    let mut shuffled = String::from("{");
+    for (i, (k, v)) in header.iter().rev().enumerate() {
+        if i > 0 {
+            shuffled.push(',');
+        }
+        shuffled.push_str(&format!("{}:{v}", serde_json::Value::String(k.clone())));
+    }
+    shuffled.push('}');
+    let mut other = (shuffled.len() as u64).to_le_bytes().to_vec();
+    other.extend_from_slice(shuffled.as_bytes());
+    other.extend_from_slice(&bytes[8 + len..]);
+    assert_ne!(other, bytes, "the shuffled header must differ as bytes");
+    assert_eq!(io::reproducible(other), bytes);
+    // and what was written loads back to the same outputs
+    let back = io::load_model(model(AdapterKind::ClsToken, 13), &p).expect("load");
+    let x = input(2, 1);
+    assert_eq!(
+        back.forward_mode(x.clone(), Mode::Adversarial).into_data(),
+        m.forward_mode(x, Mode::Adversarial).into_data()
     );
 }

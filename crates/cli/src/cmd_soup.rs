@@ -32,6 +32,22 @@ pub enum SoupCmd {
     Sweep(SweepArgs),
     /// Choose β on the held-out split under a shift; report test accuracy there and at β=0, 1.
     Select(SelectArgs),
+    /// Draw the clean/robust fronts of several sweeps (`soup.json` files) in one SVG.
+    Fronts(FrontsArgs),
+}
+
+/// `advsoup soup fronts`.
+#[derive(Debug, clap::Args)]
+pub struct FrontsArgs {
+    /// `LABEL=PATH/soup.json`, one per front (repeatable).
+    #[arg(required = true)]
+    pub sweeps: Vec<String>,
+    /// The plot's title.
+    #[arg(long, default_value = "adversarial soups: clean vs robust accuracy")]
+    pub title: String,
+    /// Output SVG.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `advsoup soup sweep`.
@@ -201,7 +217,9 @@ fn first_n(data: &ImageDataset, n: usize) -> ImageDataset {
 /// accuracy under each attack and per sample worst case (first `n_robust`, the soup's own
 /// forward is the attacked closure), and accuracy on each corruption of the first `n_shift`
 /// (generated once, deterministic by seed). Returns the sweep and one report card per β;
-/// `progress` sees each row when it is done.
+/// `progress` sees each row when it is done. With `resume`, rows finished by an earlier
+/// (killed) call with the same inputs are taken from there and new ones are recorded there.
+#[allow(clippy::too_many_arguments)]
 pub fn sweep<AD: AutodiffBackend>(
     model: &AdaptedVit<AD::InnerBackend>,
     name: &str,
@@ -209,6 +227,7 @@ pub fn sweep<AD: AutodiffBackend>(
     test: &ImageDataset,
     opts: &SweepOptions,
     device: &AD::Device,
+    resume: Option<&crate::Partial>,
     progress: &mut dyn FnMut(&SoupRow),
 ) -> Result<(SoupSweep, Vec<ReportCard>)> {
     let start = Instant::now();
@@ -238,7 +257,15 @@ pub fn sweep<AD: AutodiffBackend>(
         .unwrap_or(0.0);
     let mut rows = Vec::new();
     let mut cards = Vec::new();
-    for &beta in &opts.betas {
+    for (i, &beta) in opts.betas.iter().enumerate() {
+        if let Some(done) = resume
+            && let Some((row, card)) = done.get::<(SoupRow, ReportCard)>(i)?
+        {
+            progress(&row);
+            rows.push(row);
+            cards.push(card);
+            continue;
+        }
         let mode = Mode::Soup(beta);
         let route = Route::mode(mode);
         let clean_acc = accuracy(model, &clean_set, &route, opts.batch_size, device);
@@ -297,6 +324,9 @@ pub fn sweep<AD: AutodiffBackend>(
             forward_passes: card.forward_passes,
             recipe,
         };
+        if let Some(done) = resume {
+            done.put(i, &(&row, &card))?;
+        }
         progress(&row);
         rows.push(row);
         cards.push(card);
@@ -439,7 +469,24 @@ pub fn run(cmd: SoupCmd) -> Result<()> {
     match cmd {
         SoupCmd::Sweep(args) => run_sweep(args),
         SoupCmd::Select(args) => run_select(args),
+        SoupCmd::Fronts(args) => run_fronts(args),
     }
+}
+
+fn run_fronts(args: FrontsArgs) -> Result<()> {
+    let mut sweeps = Vec::new();
+    for spec in &args.sweeps {
+        let (label, path) = spec
+            .split_once('=')
+            .with_context(|| format!("`{spec}`: expected LABEL=PATH/soup.json"))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+        let sweep: SoupSweep = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{path}: not a soup.json written by `advsoup soup sweep`"))?;
+        sweeps.push((label.to_string(), sweep));
+    }
+    advsoup_bench::sweep::plot_fronts(&sweeps, &args.title, &args.out)?;
+    println!("{} fronts -> {}", sweeps.len(), args.out.display());
+    Ok(())
 }
 
 fn run_sweep(args: SweepArgs) -> Result<()> {
@@ -473,13 +520,28 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         opts.n_shift
     );
     let t0 = Instant::now();
+    let out = args.out.unwrap_or_else(|| args.run.join("soup"));
+    let valid = model.valid();
+    let key = serde_json::json!({
+        "model": ModelHashes::of(&valid).model_sha256,
+        "betas": opts.betas,
+        "n": [opts.n_clean, opts.n_robust, opts.n_shift],
+        "attacks": opts.attacks,
+        "corruptions": opts.corruptions.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "severity": opts.severity,
+        "seed": opts.seed,
+        "batch_size": opts.batch_size,
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let partial = crate::Partial::open(&out.join("soup.json"), &key)?;
     let (sweep, cards) = sweep::<AD>(
-        &model.valid(),
+        &valid,
         &config.name,
         &dataset,
         &splits.test,
         &opts,
         &device,
+        Some(&partial),
         &mut |r| {
             eprintln!(
                 "β={:<4} clean {:.2}%  robust {:.2}%  [{:.0}s]",
@@ -490,8 +552,8 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
             );
         },
     )?;
-    let out = args.out.unwrap_or_else(|| args.run.join("soup"));
     let files = write_sweep(&out, &sweep, &cards)?;
+    partial.finish()?;
     print!("{}", sweep.table());
     println!("wall time {:.1}s", sweep.wall_seconds);
     println!(
@@ -634,6 +696,7 @@ mod tests {
             &test,
             &opts,
             &device,
+            None,
             &mut |r| seen.push(r.beta),
         )
         .expect("sweep");

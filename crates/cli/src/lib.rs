@@ -90,14 +90,21 @@ pub enum Command {
     /// status (`<out>.safetensors`: `x_adv` [n, c, h, w], `label`, `robust`; `<out>.json`: the
     /// report).
     Attack(AttackArgs),
-    /// Print parameter counts of a preset with an adapter.
+    /// Print parameter counts of a preset with an adapter, or of a trained run's model.
     Info {
         /// A ViT preset (e.g. vit_base_patch16_224).
-        #[arg(long)]
-        preset: String,
+        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+        preset: Option<String>,
         /// Adapter: none, cls_token, dual_layer_norm, bias, prompt[:K], lora[:R].
-        #[arg(long, default_value = "cls_token")]
+        #[arg(long, default_value = "cls_token", conflicts_with = "run")]
         adapter: String,
+        /// A run directory: counts of its model, from the config's formulas and from the
+        /// tensors in its `model.safetensors` (an error if they disagree).
+        #[arg(long)]
+        run: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a timm `.safetensors` against a preset and write it as an advsoup model.
     ImportTimm {
@@ -243,8 +250,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(cmd) => cmd_data::run(cmd),
         Command::Soup(cmd) => cmd_soup::run(cmd),
         Command::Bench(args) => cmd_bench::run(args),
-        Command::Info { preset, adapter } => {
-            print!("{}", info(&preset, &adapter)?);
+        Command::Info {
+            preset,
+            adapter,
+            run,
+            json,
+        } => {
+            let counts = match (run, preset) {
+                (Some(run), _) => run_counts(&run)?,
+                (None, Some(preset)) => counts(&preset, &adapter)?,
+                (None, None) => bail!("info: give --preset or --run"),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&counts)?);
+            } else {
+                print!("{}", counts.text());
+            }
             Ok(())
         }
         Command::ImportTimm {
@@ -272,22 +293,87 @@ fn adapter(name: &str) -> Result<AdapterKind> {
     })
 }
 
-/// The text of `advsoup info`.
-pub fn info(preset_name: &str, adapter_name: &str) -> Result<String> {
-    let vit = preset(preset_name)?;
-    let kind = adapter(adapter_name)?;
-    let per_domain = kind.params_per_domain(&vit);
-    let with = AdaptedVitConfig {
-        vit: vit.clone(),
-        adapter: kind,
+/// Parameter counts of a model (`advsoup info`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParamCounts {
+    /// The preset or run the counts are of.
+    pub model: String,
+    /// The adapter.
+    pub adapter: String,
+    /// Parameters of the plain ViT.
+    pub total_params_no_adapter: usize,
+    /// Parameters with the adapter (both domains).
+    pub total_params: usize,
+    /// Domain-specific parameters per domain (the adapter formula).
+    pub params_per_domain: usize,
+}
+
+impl ParamCounts {
+    /// The text form.
+    pub fn text(&self) -> String {
+        format!(
+            "model: {}\nadapter: {}\ntotal parameters (no adapter): {}\ntotal parameters (with adapter): {}\ndomain-specific parameters per domain: {}\n",
+            self.model,
+            self.adapter,
+            group(self.total_params_no_adapter),
+            group(self.total_params),
+            group(self.params_per_domain),
+        )
     }
-    .num_params();
-    Ok(format!(
-        "preset: {preset_name}\nadapter: {kind}\ntotal parameters (no adapter): {}\ntotal parameters (with adapter): {}\ndomain-specific parameters per domain: {}\n",
-        group(vit.num_params()),
-        group(with),
-        group(per_domain),
+}
+
+fn counts_of(model: String, vit: &VitConfig, kind: AdapterKind) -> ParamCounts {
+    ParamCounts {
+        model,
+        adapter: kind.name(),
+        total_params_no_adapter: vit.num_params(),
+        total_params: AdaptedVitConfig {
+            vit: vit.clone(),
+            adapter: kind,
+        }
+        .num_params(),
+        params_per_domain: kind.params_per_domain(vit),
+    }
+}
+
+/// Counts of a preset with an adapter, from the formulas.
+pub fn counts(preset_name: &str, adapter_name: &str) -> Result<ParamCounts> {
+    Ok(counts_of(
+        preset_name.to_string(),
+        &preset(preset_name)?,
+        adapter(adapter_name)?,
     ))
+}
+
+/// Counts of a trained run's model: the formulas for its config, checked against the tensors
+/// of its `model.safetensors`.
+pub fn run_counts(run: &Path) -> Result<ParamCounts> {
+    let device = Default::default();
+    let (config, model) = load_run::<Flex>(run, &device)?;
+    let counts = counts_of(
+        run.display().to_string(),
+        &config.vit()?,
+        config.model.adapter,
+    );
+    let (tensors_total, tensors_domain) = (
+        burn::module::Module::num_params(&model),
+        model.params_per_domain(),
+    );
+    if (tensors_total, tensors_domain) != (counts.total_params, counts.params_per_domain) {
+        bail!(
+            "{}: the model holds {tensors_total} parameters ({tensors_domain} per domain) but its \
+             config implies {} ({} per domain)",
+            run.join("model.safetensors").display(),
+            counts.total_params,
+            counts.params_per_domain
+        );
+    }
+    Ok(counts)
+}
+
+/// The text of `advsoup info --preset P --adapter A`.
+pub fn info(preset_name: &str, adapter_name: &str) -> Result<String> {
+    Ok(counts(preset_name, adapter_name)?.text())
 }
 
 fn group(n: usize) -> String {
@@ -481,27 +567,61 @@ fn eval(args: EvalArgs) -> Result<()> {
     let (config, model) = load_run::<AD>(&args.run, &device)?;
     let splits = advsoup_train::load_data(&config, false)?;
     let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, args.eps, args.seed)?;
-    let report = advsoup_train::eval::robust_eval::<AD>(
-        &model.valid(),
-        args.mode,
-        &evaluator,
-        &splits.test,
-        args.n,
-        config.eval.batch_size,
-        &device,
-    )
-    .context("the test split is empty")?;
     let mode = match args.mode {
         Mode::Clean => "clean".to_string(),
         Mode::Adversarial => "robust".to_string(),
         Mode::Soup(b) => format!("soup{b}"),
     };
-    let out = args.out.unwrap_or_else(|| {
+    let out = args.out.clone().unwrap_or_else(|| {
         args.run
             .join(format!("eval-{}-{}-{mode}.json", args.attack, args.eps))
     });
+    let n = args.n.min(splits.test.num_samples());
+    if n == 0 {
+        bail!("--n: the test split has no samples to evaluate");
+    }
+    // Chunks of one batch, each kept in `<out>.partial/` until the report is complete, so a
+    // killed evaluation continues where it stopped (sample ids are dataset indices, so the
+    // chunks merge to exactly the one-pass report).
+    let valid = model.valid();
+    let key = serde_json::json!({
+        "model": advsoup_bench::report::ModelHashes::of(&valid).model_sha256,
+        "evaluator": evaluator,
+        "mode": mode,
+        "n": n,
+        "batch_size": config.eval.batch_size,
+    });
+    let chunk = config.eval.batch_size.max(1);
+    let partial = Partial::open(&out, &key)?;
+    let mut report: Option<advsoup_attacks::EvalReport> = None;
+    for (i, start) in (0..n).step_by(chunk).enumerate() {
+        let part = match partial.get(i)? {
+            Some(r) => r,
+            None => {
+                let r = advsoup_train::eval::robust_eval_range_each::<AD>(
+                    &valid,
+                    args.mode,
+                    &evaluator,
+                    &splits.test,
+                    start..(start + chunk).min(n),
+                    config.eval.batch_size,
+                    &device,
+                    |_| {},
+                )
+                .context("an empty chunk")?;
+                partial.put(i, &r)?;
+                r
+            }
+        };
+        match report.as_mut() {
+            Some(m) => m.merge(part),
+            None => report = Some(part),
+        }
+    }
+    let report = report.context("the test split is empty")?;
     let json = serde_json::to_vec_pretty(&report)?;
     advsoup_train::write_atomic(&out, &json)?;
+    partial.finish()?;
     println!(
         "{} eps={} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
         args.attack,
@@ -516,6 +636,65 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     println!("report: {}", out.display());
     Ok(())
+}
+
+/// Finished pieces of a long command (`<out>.partial/`), valid only for the same inputs: a
+/// `key.json` names them, and a directory with another key is discarded.
+pub(crate) struct Partial {
+    dir: PathBuf,
+}
+
+impl Partial {
+    /// Opens (or starts) the pieces of `out` computed under `key`.
+    pub(crate) fn open(out: &Path, key: &serde_json::Value) -> Result<Self> {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        let dir = out.with_file_name(name);
+        let key_path = dir.join("key.json");
+        let same = std::fs::read(&key_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|k| &k == key);
+        if !same && dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing stale {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !same {
+            advsoup_train::write_atomic(&key_path, &serde_json::to_vec_pretty(key)?)?;
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{i:05}.json"))
+    }
+
+    /// Piece `i`, if it was finished.
+    pub(crate) fn get<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<Option<T>> {
+        let p = self.path(i);
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!("{}: a damaged partial result (delete it)", p.display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+
+    /// Records piece `i` (atomically).
+    pub(crate) fn put<T: serde::Serialize>(&self, i: usize, v: &T) -> Result<()> {
+        Ok(advsoup_train::write_atomic(
+            &self.path(i),
+            &serde_json::to_vec(v)?,
+        )?)
+    }
+
+    /// Removes the pieces once the whole result is written.
+    pub(crate) fn finish(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("removing {}", self.dir.display()))
+    }
 }
 
 fn attack(args: AttackArgs) -> Result<()> {

@@ -1,0 +1,471 @@
+//! `cargo xtask soak`: crash safety under SIGKILL.
+//!
+//! Trains a small run once without interruption, then again while SIGKILLing the process at
+//! random moments (`--kills` times, each followed by `--resume`), and requires the same model
+//! bytes, final report and metrics. Every resume loads the checkpoint the kill left behind, so
+//! each kill also checks that what is on disk loads. The same is then done for `advsoup soup
+//! sweep` and `advsoup eval`, which keep per-β / per-chunk results and continue where they
+//! stopped. The data is generated here (no network), the moments are drawn from `--seed`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// `cargo xtask soak`.
+#[derive(clap::Args, Debug)]
+pub struct SoakArgs {
+    /// SIGKILLs of the training run.
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
+    /// SIGKILLs of the soup sweep and of the evaluation (each).
+    #[arg(long, default_value_t = 5)]
+    pub eval_kills: usize,
+    /// Seed of the kill moments.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use a debug build of advsoup.
+    #[arg(long)]
+    pub dev: bool,
+    /// Work directory (default: target/soak; emptied first).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// splitmix64: the kill moments only need to be reproducible, not good.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Writes a 28x28, 10-class IDX dataset (class c: a bright band at rows 2c+4..2c+6 plus noise)
+/// under `dir/fashion-mnist`.
+pub fn write_idx(dir: &Path, train: usize, test: usize) -> Result<()> {
+    let d = dir.join("fashion-mnist");
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    let images = |n: usize, salt: usize| {
+        let mut v = vec![0u8, 0, 8, 3];
+        for x in [n as u32, 28, 28] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        for i in 0..n {
+            let class = i % 10;
+            for r in 0..28 {
+                for c in 0..28 {
+                    let noise = ((i * 131 + r * 17 + c * 29 + salt) % 61) as u8;
+                    v.push(if r / 2 == class + 2 {
+                        160 + noise
+                    } else {
+                        noise * 2
+                    });
+                }
+            }
+        }
+        v
+    };
+    let labels = |n: usize| {
+        let mut v = vec![0u8, 0, 8, 1];
+        v.extend_from_slice(&(n as u32).to_be_bytes());
+        v.extend((0..n).map(|i| (i % 10) as u8));
+        v
+    };
+    for (name, bytes) in [
+        ("train-images-idx3-ubyte", images(train, 0)),
+        ("train-labels-idx1-ubyte", labels(train)),
+        ("t10k-images-idx3-ubyte", images(test, 7)),
+        ("t10k-labels-idx1-ubyte", labels(test)),
+    ] {
+        std::fs::write(d.join(name), bytes).with_context(|| format!("writing {name}"))?;
+    }
+    Ok(())
+}
+
+fn config_text(data: &Path) -> String {
+    format!(
+        r#"name = "soak"
+seed = 11
+regime = "co_training"
+alpha = 0.5
+
+[model]
+preset = "vit_mini_patch4_28"
+adapter = "cls_token"
+patch_size = 7
+embed_dim = 64
+depth = 4
+num_heads = 4
+mlp_ratio = 2.0
+
+[data]
+dataset = "fashion-mnist"
+data_dir = "{}"
+held_out = 200
+crop_padding = 2
+workers = 1
+
+[attack.train]
+eps = 0.1
+num_steps = 2
+step_size = 0.0625
+
+[attack.eval]
+eps = 0.1
+num_steps = 5
+step_size = 0.03
+
+[optim]
+epochs = 2
+batch_size = 64
+lr = 2e-3
+warmup_epochs = 0.5
+weight_decay = 0.05
+grad_clip = 1.0
+
+[eval]
+held_out_robust = 100
+test_robust = 200
+test_attack = "pgd-10"
+batch_size = 250
+"#,
+        data.display()
+    )
+}
+
+fn without(mut v: Value, keys: &[&str]) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in keys {
+            o.remove(*k);
+        }
+    }
+    v
+}
+
+fn json(path: &Path) -> Result<Value> {
+    crate::read_json(path)
+}
+
+fn metrics(run: &Path) -> Result<Vec<Value>> {
+    let p = run.join("metrics.jsonl");
+    std::fs::read_to_string(&p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .lines()
+        .map(|l| Ok(without(serde_json::from_str(l)?, &["images_per_s"])))
+        .collect()
+}
+
+/// Runs `args` to the end; returns its wall time.
+fn complete(bin: &Path, args: &[String]) -> Result<Duration> {
+    let t = Instant::now();
+    let out = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`advsoup {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(t.elapsed())
+}
+
+/// Starts `args` and SIGKILLs it after `after`; returns whether it was still running (a kill
+/// that lands after the process ended kills nothing).
+fn kill_after(bin: &Path, args: &[String], after: Duration) -> Result<bool> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    let t = Instant::now();
+    while t.elapsed() < after {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("`advsoup {}` failed on its own ({status})", args.join(" "));
+            }
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().context("SIGKILL")?;
+    child.wait()?;
+    Ok(true)
+}
+
+/// `kills` SIGKILLs at moments drawn uniformly in [0, 1.6 · budget / kills] after each start
+/// (so that the job does not finish before the kills are spent), then one run to the end.
+/// Returns (kills that hit a running process, kills issued).
+fn soak_job(
+    bin: &Path,
+    args: &[String],
+    kills: usize,
+    budget: Duration,
+    rng: &mut Rng,
+    mut after_kill: impl FnMut(usize) -> Result<()>,
+) -> Result<(usize, usize)> {
+    let slice = budget.as_secs_f64() * 1.6 / kills.max(1) as f64;
+    let mut hit = 0;
+    for k in 0..kills {
+        let at = Duration::from_secs_f64(rng.next_f64() * slice);
+        if kill_after(bin, args, at)? {
+            hit += 1;
+            after_kill(k)?;
+        }
+    }
+    complete(bin, args)?;
+    Ok((hit, kills))
+}
+
+/// The checkpoint left on disk must be complete: a parsable state and both records.
+fn check_checkpoint(run: &Path) -> Result<Option<u64>> {
+    for d in ["checkpoint", "checkpoint.old"] {
+        let dir = run.join(d);
+        if !dir.exists() {
+            continue;
+        }
+        let state = json(&dir.join("state.json"))?;
+        let step = state["global_step"]
+            .as_u64()
+            .with_context(|| format!("{}: no global_step", dir.display()))?;
+        let files = std::fs::read_dir(&dir)?.count();
+        if files < 3 {
+            bail!(
+                "{}: {files} files, expected state, model and optimizer",
+                dir.display()
+            );
+        }
+        return Ok(Some(step));
+    }
+    Ok(None)
+}
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+/// Runs the soak; errors on any mismatch.
+pub fn run(args: SoakArgs) -> Result<()> {
+    let root = crate::workspace_root();
+    let dir = args.dir.clone().unwrap_or_else(|| root.join("target/soak"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    let data = dir.join("data");
+    write_idx(&data, 2200, 400)?;
+    let config = dir.join("soak.toml");
+    std::fs::write(&config, config_text(&data))?;
+    let bin = crate::sweep::private_binary(args.dev, &dir.join("bin"))?;
+    let mut rng = Rng(args.seed);
+    let train = |runs: &Path, resume: bool| {
+        let mut a = vec![
+            s("train"),
+            s("--quiet"),
+            s("--config"),
+            config.display().to_string(),
+            s("--runs-dir"),
+            runs.display().to_string(),
+            s("--checkpoint-every"),
+            s(2),
+        ];
+        if resume {
+            a.push(s("--resume"));
+        }
+        a
+    };
+
+    // 1. training
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let base = complete(&bin, &train(&a, false))?;
+    println!("uninterrupted training: {:.1}s", base.as_secs_f64());
+    let run_b = b.join("soak");
+    let mut steps_at_kill = Vec::new();
+    let (hit, issued) = soak_job(&bin, &train(&b, true), args.kills, base, &mut rng, |_| {
+        steps_at_kill.push(check_checkpoint(&run_b)?);
+        Ok(())
+    })?;
+    let (ra, rb) = (a.join("soak"), run_b.clone());
+    let mut mismatches = Vec::new();
+    let model = |r: &Path| std::fs::read(r.join("model.safetensors"));
+    if model(&ra)? != model(&rb)? {
+        mismatches.push("model.safetensors".to_string());
+    }
+    let fin = |r: &Path| json(&r.join("final.json")).map(|v| without(v, &["train_seconds"]));
+    if fin(&ra)? != fin(&rb)? {
+        mismatches.push("final.json".into());
+    }
+    if metrics(&ra)? != metrics(&rb)? {
+        mismatches.push("metrics.jsonl".into());
+    }
+    let distinct: std::collections::BTreeSet<_> = steps_at_kill.iter().collect();
+    println!(
+        "training: {issued} SIGKILLs issued, {hit} hit a running process ({} at distinct \
+         checkpoints: {:?}), {hit} resumes, mismatches {}",
+        distinct.len(),
+        steps_at_kill,
+        mismatches.len()
+    );
+
+    // 2. soup sweep and 3. eval, on the uninterrupted run
+    let sweep = |out: &Path| {
+        vec![
+            s("soup"),
+            s("sweep"),
+            s("--run"),
+            ra.display().to_string(),
+            s("--betas"),
+            s("0:1:0.25"),
+            s("--n-clean"),
+            s(400),
+            s("--n-robust"),
+            s(100),
+            s("--attacks"),
+            s("pgd-10,apgd-ce"),
+            s("--apgd-iter"),
+            s(10),
+            s("--n-shift"),
+            s(200),
+            s("--corruptions"),
+            s("gaussian_noise,contrast"),
+            s("--out"),
+            out.display().to_string(),
+        ]
+    };
+    let t = complete(&bin, &sweep(&dir.join("sweep-a")))?;
+    let (hit_s, issued_s) = soak_job(
+        &bin,
+        &sweep(&dir.join("sweep-b")),
+        args.eval_kills,
+        t,
+        &mut rng,
+        |_| Ok(()),
+    )?;
+    let soup =
+        |d: &str| json(&dir.join(d).join("soup.json")).map(|v| without(v, &["wall_seconds"]));
+    if soup("sweep-a")? != soup("sweep-b")? {
+        mismatches.push("soup.json".into());
+    }
+    println!(
+        "soup sweep: {issued_s} SIGKILLs issued, {hit_s} hit, result equal: {}",
+        soup("sweep-a")? == soup("sweep-b")?
+    );
+
+    let eval = |out: &Path| {
+        vec![
+            s("eval"),
+            s("--run"),
+            ra.display().to_string(),
+            s("--attack"),
+            s("pgd-10"),
+            s("--eps"),
+            s(0.1),
+            s("--n"),
+            s(400),
+            s("--out"),
+            out.display().to_string(),
+        ]
+    };
+    let t = complete(&bin, &eval(&dir.join("eval-a.json")))?;
+    let (hit_e, issued_e) = soak_job(
+        &bin,
+        &eval(&dir.join("eval-b.json")),
+        args.eval_kills,
+        t,
+        &mut rng,
+        |_| Ok(()),
+    )?;
+    let ev = |f: &str| json(&dir.join(f));
+    if ev("eval-a.json")? != ev("eval-b.json")? {
+        mismatches.push("eval report".into());
+    }
+    println!(
+        "eval: {issued_e} SIGKILLs issued, {hit_e} hit, result equal: {}",
+        ev("eval-a.json")? == ev("eval-b.json")?
+    );
+
+    let leftovers: Vec<String> = walk(&dir)
+        .into_iter()
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            n.ends_with(".tmp") || n.ends_with("tmp~") || n.contains(".partial")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    println!(
+        "soak: kills {} (hit {}), resumes {}, mismatches {}, leftover temporary files {}",
+        issued + issued_s + issued_e,
+        hit + hit_s + hit_e,
+        hit + hit_s + hit_e,
+        mismatches.len(),
+        leftovers.len()
+    );
+    if !mismatches.is_empty() || !leftovers.is_empty() {
+        bail!(
+            "soak failed: mismatches {:?}, leftovers {:?}",
+            mismatches,
+            leftovers
+        );
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_moments_are_reproducible_and_in_range() {
+        let draw = |seed| {
+            let mut r = Rng(seed);
+            (0..100).map(|_| r.next_f64()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(3), draw(3));
+        assert_ne!(draw(3), draw(4));
+        assert!(draw(5).iter().all(|v| (0.0..1.0).contains(v)));
+        let mean = draw(6).iter().sum::<f64>() / 100.0;
+        assert!((mean - 0.5).abs() < 0.1, "{mean}");
+    }
+
+    #[test]
+    fn generated_idx_has_the_declared_sizes() {
+        let dir = std::env::temp_dir().join(format!("xtask-soak-{}", std::process::id()));
+        write_idx(&dir, 30, 10).expect("write");
+        let img = std::fs::read(dir.join("fashion-mnist/train-images-idx3-ubyte")).expect("read");
+        assert_eq!(img.len(), 16 + 30 * 28 * 28);
+        assert_eq!(&img[4..8], &30u32.to_be_bytes());
+        let lab = std::fs::read(dir.join("fashion-mnist/t10k-labels-idx1-ubyte")).expect("read");
+        assert_eq!(lab.len(), 8 + 10);
+        assert_eq!(lab[8 + 3], 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
