@@ -41,9 +41,15 @@ pub struct BenchRecord {
     pub seconds_per_iter: f64,
     /// `batch / seconds_per_iter`.
     pub images_per_s: f64,
+    /// Seconds of the very first call (warm-up included): on a JIT backend (CUDA) it holds the
+    /// kernel compilation that the measured calls no longer pay.
+    #[serde(default)]
+    pub first_call_seconds: f64,
 }
 
-/// Runs `f` `warmup` times, then `iters` times, and reports the mean over the latter.
+/// Runs `f` `warmup` times, then `iters` times, and reports the mean over the latter. Each
+/// call's time goes to stderr as it finishes, so a run stopped by a time limit still shows how
+/// far it got and what the first (compiling) calls cost.
 pub fn measure(
     name: &str,
     batch: usize,
@@ -51,21 +57,30 @@ pub fn measure(
     iters: usize,
     mut f: impl FnMut(),
 ) -> BenchRecord {
-    for _ in 0..warmup {
-        f();
-    }
     let iters = iters.max(1);
-    let start = Instant::now();
-    for _ in 0..iters {
+    let mut first_call_seconds = 0.0;
+    let mut measured = 0.0;
+    for call in 0..warmup + iters {
+        let start = Instant::now();
         f();
+        let secs = start.elapsed().as_secs_f64();
+        let kind = if call < warmup { "warm-up" } else { "measured" };
+        eprintln!("  {name}: call {} ({kind}) {secs:.3} s", call + 1);
+        if call == 0 {
+            first_call_seconds = secs;
+        }
+        if call >= warmup {
+            measured += secs;
+        }
     }
-    let per = (start.elapsed().as_secs_f64() / iters as f64).max(1e-12);
+    let per = (measured / iters as f64).max(1e-12);
     BenchRecord {
         name: name.to_string(),
         batch,
         iters,
         seconds_per_iter: per,
         images_per_s: batch as f64 / per,
+        first_call_seconds,
     }
 }
 
@@ -95,6 +110,7 @@ mod tests {
         assert_eq!(calls, 5);
         assert!(r.seconds_per_iter >= 0.005, "{r:?}");
         assert!((r.images_per_s - 10.0 / r.seconds_per_iter).abs() < 1e-9);
+        assert!(r.first_call_seconds >= 0.005, "{r:?}");
         let t = table(&[r]);
         assert!(t.contains("| sleep | 10 |"), "{t}");
     }

@@ -89,6 +89,7 @@ mod tests {
             iters: 1,
             seconds_per_iter: 0.5,
             images_per_s: 8.0,
+            first_call_seconds: 0.5,
         };
         let report = BenchReport {
             tool: "advsoup".into(),

@@ -606,14 +606,10 @@ fn run_table(rows: Vec<Row>) {
 
 /// A full disk while the checkpoint is written: RLIMIT_FSIZE with SIGXFSZ ignored makes the
 /// kernel fail a write past 8 KiB with EFBIG in the middle of a file, the way a full disk fails
-/// it with ENOSPC. config.toml and run.json fit; the checkpoint's records do not.
-///
-/// Ignored until `save_checkpoint` (crates/train/src/run.rs) removes `checkpoint.tmp` when a
-/// write fails and words the recorder's error (today: the partial `checkpoint.tmp/` stays, and
-/// the message is `checkpoint: Unknown("Io { inner: Os { code: 27, .. } .. }")`).
+/// it with ENOSPC. config.toml and run.json fit; the checkpoint's records do not. The run must
+/// fail naming the file and the operating system's error, and leave neither `checkpoint/` nor a
+/// partial `checkpoint.tmp/`.
 #[test]
-#[ignore = "run.rs leaves checkpoint.tmp after a failed checkpoint write; \
-            cargo test -p advsoup-cli --test hostile -- --ignored"]
 fn disk_full_during_checkpoint_write_leaves_no_partial_checkpoint() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (dir, _) = row_setup(tmp.path(), "disk-full-during-checkpoint");

@@ -14,7 +14,7 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{BinBytesRecorder, BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
 use serde::{Deserialize, Serialize};
@@ -360,28 +360,12 @@ fn save_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    let rec_err = |what: &str, e: burn::record::RecorderError| TrainError::Checkpoint {
-        path: tmp.join(what),
-        message: e.to_string(),
-    };
-    recorder
-        .record(module.clone().into_record(), tmp.join("model"))
-        .map_err(|e| rec_err("model.bin", e))?;
-    recorder
-        .record(optim.to_record(), tmp.join("optim"))
-        .map_err(|e| rec_err("optim.bin", e))?;
-    if let Some(ema) = ema {
-        recorder
-            .record(ema.clone().into_record(), tmp.join("ema"))
-            .map_err(|e| rec_err("ema.bin", e))?;
+    // A failed write (disk full, quota) must not leave a half-written checkpoint behind: the
+    // previous checkpoint stays the one a resume reads, and the partial one is removed.
+    if let Err(e) = write_checkpoint_files(&tmp, module, optim, ema, state) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
     }
-    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
-        path: tmp.join("state.json"),
-        message: e.to_string(),
-    })?;
-    write_atomic(&tmp.join("state.json"), &json)?;
     if cur.exists() {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
@@ -393,6 +377,43 @@ fn save_checkpoint<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
         std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
     }
     Ok(())
+}
+
+/// Writes the files of a checkpoint into `tmp`. Records are encoded in memory and written by
+/// [`write_atomic`], so an I/O failure surfaces as the operating system's error on the file.
+fn write_checkpoint_files<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
+    tmp: &Path,
+    module: &R,
+    optim: &O,
+    ema: Option<&AdaptedVit<B::InnerBackend>>,
+    state: &State,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(tmp).map_err(io_err(tmp))?;
+    // The bytes recorder encodes exactly what `BinFileRecorder` writes (same bincode settings),
+    // so `load_checkpoint` reads these files with `BinFileRecorder`.
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::new();
+    let encode_err = |what: &str, e: burn::record::RecorderError| TrainError::Checkpoint {
+        path: tmp.join(what),
+        message: e.to_string(),
+    };
+    let model = Recorder::<B>::record(&recorder, module.clone().into_record(), ())
+        .map_err(|e| encode_err("model.bin", e))?;
+    write_atomic(&tmp.join("model.bin"), &model)?;
+    drop(model);
+    let optim = Recorder::<B>::record(&recorder, optim.to_record(), ())
+        .map_err(|e| encode_err("optim.bin", e))?;
+    write_atomic(&tmp.join("optim.bin"), &optim)?;
+    drop(optim);
+    if let Some(ema) = ema {
+        let ema = Recorder::<B::InnerBackend>::record(&recorder, ema.clone().into_record(), ())
+            .map_err(|e| encode_err("ema.bin", e))?;
+        write_atomic(&tmp.join("ema.bin"), &ema)?;
+    }
+    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
+        path: tmp.join("state.json"),
+        message: e.to_string(),
+    })?;
+    write_atomic(&tmp.join("state.json"), &json)
 }
 
 type Loaded<B, R, O> = (
