@@ -792,6 +792,42 @@ fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The glibc allocator settings the binary runs with (see [`tune_allocator`]).
+pub const GLIBC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912";
+
+/// Re-executes the binary once with [`GLIBC_TUNABLES`] set, unless the variable is already set
+/// (by the user, or by this re-exec) or `ADVSOUP_NO_TUNABLES` is. glibc serves every allocation
+/// over its (at most 32 MiB) mmap threshold with a fresh `mmap` and returns it with `munmap`,
+/// so each large activation of a training step costs page faults on zeroed pages; raising the
+/// thresholds keeps those blocks in the heap. Measured on the co-training step: system time
+/// 2.4 → 1.3 s, +6% images/s (crates/bench/README.md). The tunables are read only at process
+/// start, hence the exec; if it fails the binary runs untuned.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn tune_allocator() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GLIBC_TUNABLES").is_some()
+        || std::env::var_os("ADVSOUP_NO_TUNABLES").is_some()
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    // `exec` only returns on failure; then run as we are.
+    let _ = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env("GLIBC_TUNABLES", GLIBC_TUNABLES)
+        .exec();
+}
+
+/// Elsewhere the allocator is left as it is.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn tune_allocator() {}
+
 /// Entry point of the binary: parses `std::env::args`, runs, prints `error: ...` and exits 2 on
 /// failure.
 pub fn main_entry() -> ! {
