@@ -53,7 +53,8 @@ struct BenchArgs {
     /// CI size: a test-sized model, 1 iteration.
     #[arg(long)]
     quick: bool,
-    /// tiny32, vitb16 or all.
+    /// tiny32, vitb16, fmnist or all; `data` measures the batcher instead (images/s of the
+    /// Fashion-MNIST loader with each augmentation, cached data).
     #[arg(long, default_value = "tiny32")]
     preset: String,
     /// Batch size (default: per preset).
@@ -212,6 +213,24 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     let root = workspace_root();
+    if args.preset == "data" {
+        let workers = args.threads.unwrap_or(2).to_string();
+        let batch = args.batch.unwrap_or(128).to_string();
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "advsoup-data",
+            "--example",
+            "bench_batcher",
+            "--",
+            &workers,
+            &batch,
+        ]);
+        return status(c);
+    }
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let threads = args
