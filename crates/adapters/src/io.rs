@@ -91,37 +91,7 @@ fn to_bytes<B: Backend>(
         .map_err(|e| content_error(path, e))
 }
 
-/// burn-store writes the safetensors header from hash maps, so the same weights give different
-/// file bytes in different processes (metadata order). This rewrites the header as JSON with
-/// sorted keys (serde_json's map is ordered) padded to 8 bytes; tensor offsets are relative to
-/// the data section and do not change. Equal weights then give equal files, which is what a
-/// resumed-versus-uninterrupted comparison or a content address wants. Bytes that are not a
-/// well-formed safetensors file are returned unchanged (loading reports them).
-pub fn reproducible(bytes: Vec<u8>) -> Vec<u8> {
-    let Some(len) = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
-    else {
-        return bytes;
-    };
-    let Some(header) = bytes.get(8..8usize.saturating_add(len)) else {
-        return bytes;
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
-        return bytes;
-    };
-    let Ok(mut text) = serde_json::to_vec(&value) else {
-        return bytes;
-    };
-    while text.len() % 8 != 0 {
-        text.push(b' ');
-    }
-    let mut out = Vec::with_capacity(bytes.len() + 8);
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(&text);
-    out.extend_from_slice(&bytes[8 + len..]);
-    out
-}
+pub use advsoup_vit::io::reproducible;
 
 /// A canonical byte string of parameters (sorted `path`, shape and little-endian values), stable
 /// across runs: what content hashes are computed over. `adapter_only` keeps the domain-specific

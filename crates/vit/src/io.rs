@@ -239,10 +239,45 @@ pub fn timm_bytes<B: Backend>(model: &Vit<B>, path: &Path) -> Result<Vec<u8>, Ti
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    store.get_bytes().map_err(|e| TimmIoError::Store {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    store
+        .get_bytes()
+        .map(reproducible)
+        .map_err(|e| TimmIoError::Store {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// burn-store writes the safetensors header from hash maps, so the same weights give different
+/// file bytes in different processes (metadata order). This rewrites the header as JSON with
+/// sorted keys (serde_json's map is ordered) padded to 8 bytes; tensor offsets are relative to
+/// the data section and do not change. Equal weights then give equal files, which is what a
+/// resumed-versus-uninterrupted comparison or a content address wants. Bytes that are not a
+/// well-formed safetensors file are returned unchanged (loading reports them).
+pub fn reproducible(bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8usize.saturating_add(len)) else {
+        return bytes;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    let Ok(mut text) = serde_json::to_vec(&value) else {
+        return bytes;
+    };
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    out
 }
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`, so
@@ -274,6 +309,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use burn::backend::Flex;
+
+    /// Exported timm files are byte-reproducible: the header's keys come out sorted (burn-store
+    /// writes them from hash maps, whose order differs between maps and processes).
+    #[test]
+    fn timm_export_header_is_sorted() {
+        let config = VitConfig::new(8, 4, 1, 3, 8, 1, 2)
+            .with_mean(vec![0.5])
+            .with_std(vec![0.5]);
+        let device = Default::default();
+        let bytes = timm_bytes(&config.init::<Flex>(&device), Path::new("m")).expect("bytes");
+        let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + len]).expect("utf-8 header");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
+        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        assert!(names.len() > 5, "{names:?}");
+        let positions: Vec<usize> = names
+            .iter()
+            .map(|n| header.find(&format!("\"{n}\"")).expect("name in header"))
+            .collect();
+        let mut in_file_order = names.clone();
+        in_file_order.sort_by_key(|n| positions[names.iter().position(|m| m == n).expect("n")]);
+        names.sort();
+        assert_eq!(
+            in_file_order, names,
+            "header keys in file order must be sorted"
+        );
+        assert_eq!(reproducible(bytes.clone()), bytes, "already canonical");
+    }
 
     #[test]
     fn non_f32_tensors_are_refused_before_loading() {
