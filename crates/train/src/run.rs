@@ -14,7 +14,7 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::record::{BinBytesRecorder, BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{BinBytesRecorder, BinFileRecorder, FullPrecisionSettings, Record, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
 use serde::{Deserialize, Serialize};
@@ -389,31 +389,34 @@ fn write_checkpoint_files<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     state: &State,
 ) -> Result<(), TrainError> {
     std::fs::create_dir_all(tmp).map_err(io_err(tmp))?;
-    // The bytes recorder encodes exactly what `BinFileRecorder` writes (same bincode settings),
-    // so `load_checkpoint` reads these files with `BinFileRecorder`.
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::new();
-    let encode_err = |what: &str, e: burn::record::RecorderError| TrainError::Checkpoint {
-        path: tmp.join(what),
-        message: e.to_string(),
-    };
-    let model = Recorder::<B>::record(&recorder, module.clone().into_record(), ())
-        .map_err(|e| encode_err("model.bin", e))?;
-    write_atomic(&tmp.join("model.bin"), &model)?;
-    drop(model);
-    let optim = Recorder::<B>::record(&recorder, optim.to_record(), ())
-        .map_err(|e| encode_err("optim.bin", e))?;
-    write_atomic(&tmp.join("optim.bin"), &optim)?;
-    drop(optim);
+    write_record::<B, _>(tmp, "model.bin", module.clone().into_record())?;
+    write_record::<B, _>(tmp, "optim.bin", optim.to_record())?;
     if let Some(ema) = ema {
-        let ema = Recorder::<B::InnerBackend>::record(&recorder, ema.clone().into_record(), ())
-            .map_err(|e| encode_err("ema.bin", e))?;
-        write_atomic(&tmp.join("ema.bin"), &ema)?;
+        write_record::<B::InnerBackend, _>(tmp, "ema.bin", ema.clone().into_record())?;
     }
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
         path: tmp.join("state.json"),
         message: e.to_string(),
     })?;
     write_atomic(&tmp.join("state.json"), &json)
+}
+
+/// Encodes `record` in memory and writes it to `dir/name` with [`write_atomic`]. The bytes
+/// recorder encodes exactly what `BinFileRecorder` writes (same bincode settings), so
+/// `load_checkpoint` reads the file with `BinFileRecorder`.
+fn write_record<B: Backend, T: Record<B>>(
+    dir: &Path,
+    name: &str,
+    record: T,
+) -> Result<(), TrainError> {
+    let path = dir.join(name);
+    let bytes = BinBytesRecorder::<FullPrecisionSettings>::new()
+        .record(record, ())
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    write_atomic(&path, &bytes)
 }
 
 type Loaded<B, R, O> = (
