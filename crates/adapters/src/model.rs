@@ -412,11 +412,11 @@ impl<B: Backend> DomainHooks<B> for Routed<'_, B> {
 
     fn layer_norm(&self, site: NormSite, norm: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let Some(adv) = self.adapter.norms_adv.get(site.index(self.depth)) else {
-            return norm.forward(x);
+            return advsoup_vit::fast::layer_norm(norm, x);
         };
         match uniform(self.route) {
-            Some(1.0) => return norm.forward(x),
-            Some(0.0) => return adv.forward(x),
+            Some(1.0) => return advsoup_vit::fast::layer_norm(norm, x),
+            Some(0.0) => return advsoup_vit::fast::layer_norm(adv, x),
             _ => {}
         }
         let [n, _, _] = x.dims();

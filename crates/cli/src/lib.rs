@@ -793,16 +793,20 @@ fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
 }
 
 /// The glibc allocator settings the binary runs with (see [`tune_allocator`]).
-pub const GLIBC_TUNABLES: &str =
-    "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912";
+pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=268435456:\
+     glibc.malloc.trim_threshold=536870912:glibc.malloc.arena_max=1";
 
 /// Re-executes the binary once with [`GLIBC_TUNABLES`] set, unless the variable is already set
 /// (by the user, or by this re-exec) or `ADVSOUP_NO_TUNABLES` is. glibc serves every allocation
 /// over its (at most 32 MiB) mmap threshold with a fresh `mmap` and returns it with `munmap`,
 /// so each large activation of a training step costs page faults on zeroed pages; raising the
 /// thresholds keeps those blocks in the heap. Measured on the co-training step: system time
-/// 2.4 → 1.3 s, +6% images/s (crates/bench/README.md). The tunables are read only at process
-/// start, hence the exec; if it fails the binary runs untuned.
+/// 2.4 → 1.3 s, +6% images/s (crates/bench/README.md). One arena (`arena_max=1`): glibc's
+/// per-thread arenas live in 64 MiB heaps that are unmapped as soon as they empty, whatever
+/// the trim threshold, so blocks freed by rayon's workers came back as fresh zeroed pages
+/// (1.79 M page faults in 5 tiny32 co-training steps; 0.32 M with one arena, +16% images/s).
+/// The tunables are read only at process start, hence the exec; if it fails the binary runs
+/// untuned.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune_allocator() {
     use std::os::unix::process::CommandExt;
@@ -829,9 +833,13 @@ pub fn tune_allocator() {
 pub fn tune_allocator() {}
 
 /// Entry point of the binary: parses `std::env::args`, runs, prints `error: ...` and exits 2 on
-/// failure.
+/// failure. `ADVSOUP_REFERENCE_KERNELS=1` runs burn's own ops instead of the fused CPU kernels
+/// of [`advsoup_vit::fast`] (for A/B measurements and bug reports).
 pub fn main_entry() -> ! {
     let cli = Cli::parse();
+    if std::env::var_os("ADVSOUP_REFERENCE_KERNELS").is_some_and(|v| v != "0") {
+        advsoup_vit::fast::set_enabled(false);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ADVSOUP_LOG")

@@ -62,7 +62,7 @@ pub trait DomainHooks<B: Backend> {
 
     /// A LayerNorm applied to `x: [batch, tokens, embed_dim]`.
     fn layer_norm(&self, _site: NormSite, norm: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        norm.forward(x)
+        crate::fast::layer_norm(norm, x)
     }
 
     /// A Linear applied to `x: [batch, tokens, in]` (see [`crate::linear_tokens`]).

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod fast;
 mod hooks;
 pub mod io;
 mod model;

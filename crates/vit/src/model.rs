@@ -5,7 +5,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{gelu, softmax};
 
 use crate::config::{VitConfig, VitConfigError};
 use crate::hooks::{DomainHooks, LinearSite, NoHooks, NormSite};
@@ -270,24 +269,8 @@ impl<B: Backend> Attention<B> {
         x: Tensor<B, 3>,
         hooks: &H,
     ) -> Tensor<B, 3> {
-        let [n, t, d] = x.dims();
-        let h = self.num_heads;
-        let hd = d / h;
-        // q, k and v stay strided 5-D views of the qkv output (`[1, n, heads, tokens, hd]`):
-        // matmul reads them in place, while squeezing them to 4-D or scaling q would copy them
-        // with burn-flex's slow N-D strided copy. The scale goes on the (contiguous) scores.
-        let qkv = hooks
-            .linear(LinearSite::Qkv(block), &self.qkv, x)
-            .reshape([n, t, 3, h, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().narrow(0, 0, 1);
-        let k = qkv.clone().narrow(0, 1, 1);
-        let v = qkv.narrow(0, 2, 1);
-        let scores = q
-            .matmul(k.swap_dims(3, 4))
-            .mul_scalar((hd as f64).powf(-0.5));
-        let attn = softmax(scores, 4);
-        let out = attn.matmul(v).permute([1, 3, 0, 2, 4]).reshape([n, t, d]);
+        let qkv = hooks.linear(LinearSite::Qkv(block), &self.qkv, x);
+        let out = crate::fast::attention(qkv, self.num_heads);
         let out = hooks.linear(LinearSite::Proj(block), &self.proj, out);
         self.proj_drop.forward(out)
     }
@@ -302,7 +285,7 @@ impl<B: Backend> Mlp<B> {
         x: Tensor<B, 3>,
         hooks: &H,
     ) -> Tensor<B, 3> {
-        let x = gelu(hooks.linear(LinearSite::Fc1(block), &self.fc1, x));
+        let x = crate::fast::gelu(hooks.linear(LinearSite::Fc1(block), &self.fc1, x));
         let x = self.drop.forward(x);
         let x = hooks.linear(LinearSite::Fc2(block), &self.fc2, x);
         self.drop.forward(x)

@@ -1,0 +1,306 @@
+//! Row and element kernels on `f32` slices, written so that LLVM vectorizes them with the
+//! baseline instruction set: no libm calls, no branches, rounding by the 1.5·2²³ trick instead
+//! of `round()`. Plain `a * b + c` (Rust never contracts it to an FMA), so results do not
+//! depend on the CPU.
+
+/// `erf(x)` as `x·P(x²)/Q(x²)` on `[-4, 4]`, clamped to ±1 outside (|1 - erf(4)| < 2e-8).
+///
+/// A (6, 5) rational fitted by this project (iteratively reweighted least squares on 16,000
+/// points of `[0, 4]`, `math.erf` as the target): max |error| 2.2e-8 in f64 arithmetic and
+/// 3.4e-7 evaluated in f32 (a few ulp of 1), measured on 2,000,001 points of `[-4.5, 4.5]`.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    const P: [f32; 6] = [
+        std::f32::consts::FRAC_2_SQRT_PI,
+        0.196_263_28,
+        0.053_469_19,
+        0.004_004_234,
+        0.000_288_047_4,
+        1.974_601e-6,
+    ];
+    const Q: [f32; 6] = [
+        1.0,
+        0.507_265,
+        0.116_482_17,
+        0.015_445_579,
+        0.001_216_491,
+        3.747_886e-5,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let z = x * x;
+    let p = ((((P[5] * z + P[4]) * z + P[3]) * z + P[2]) * z + P[1]) * z + P[0];
+    let q = ((((Q[5] * z + Q[4]) * z + Q[3]) * z + Q[2]) * z + Q[1]) * z + Q[0];
+    (x * p / q).clamp(-1.0, 1.0)
+}
+
+/// `exp(t)` for `t <= 0` (larger `t` is clamped to 0); below -87 it returns ~1e-38 rather
+/// than 0. Relative error under 3e-7 down to t = -80 (below, the result nears f32's subnormal
+/// range and loses relative precision): `2^k · e^r` with `|r| <= ln2/2` and a degree-7 Taylor
+/// polynomial for `e^r`.
+#[inline(always)]
+pub fn exp_nonpositive(t: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that k·LN2_HI is exact for |k| < 2^9.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
+    let t = t.clamp(-87.0, 0.0);
+    let m = t * LOG2E + MAGIC;
+    let k = m - MAGIC;
+    let r = (t - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // The low mantissa bits of `m` hold k (two's complement); 2^k = (k + 127) << 23.
+    let scale = f32::from_bits(m.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
+    p * scale
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+/// Exact (erf) GELU: `x·Φ(x) = 0.5·x·(1 + erf(x/√2))`.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+}
+
+/// `d/dx gelu(x) = Φ(x) + x·φ(x)`.
+#[inline(always)]
+pub fn gelu_grad(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+    let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+    cdf + x * pdf
+}
+
+/// `out[i] = gelu(x[i])`.
+pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = gelu(v);
+    }
+}
+
+/// `out[i] = grad[i] · gelu'(x[i])`.
+pub fn gelu_backward_slice(x: &[f32], grad: &[f32], out: &mut [f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
+        *o = g * gelu_grad(v);
+    }
+}
+
+/// Row-wise `softmax(scale · m)` of a `[rows, cols]` row-major matrix, in place
+/// (max-subtracted; `scale > 0`).
+pub fn softmax_rows(m: &mut [f32], cols: usize, scale: f32) {
+    for row in m.chunks_exact_mut(cols) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = exp_nonpositive((*v - max) * scale);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Backward of [`softmax_rows`], in place: with `p` its output and `dp` the gradient of that
+/// output (both `[rows, cols]`), `dp := p ⊙ (dp - rowsum(p ⊙ dp)) · scale`, the gradient of
+/// the unscaled input.
+pub fn softmax_backward_rows(p: &[f32], dp: &mut [f32], cols: usize, scale: f32) {
+    for (pr, dr) in p.chunks_exact(cols).zip(dp.chunks_exact_mut(cols)) {
+        let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
+        for (d, &pv) in dr.iter_mut().zip(pr) {
+            *d = pv * (*d - dot) * scale;
+        }
+    }
+}
+
+/// LayerNorm of each row of `x` (`[rows, d]`): writes `y = x̂·γ + β` and the per-row
+/// `1/σ` (biased variance, like PyTorch); `x̂` is written to `xhat`.
+pub fn layer_norm_rows(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let d = gamma.len();
+    for (((xr, yr), hr), r) in x
+        .chunks_exact(d)
+        .zip(y.chunks_exact_mut(d))
+        .zip(xhat.chunks_exact_mut(d))
+        .zip(rstd.iter_mut())
+    {
+        let mean = xr.iter().sum::<f32>() / d as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let s = 1.0 / (var + eps).sqrt();
+        *r = s;
+        for ((o, h), (&v, (&g, &b))) in yr
+            .iter_mut()
+            .zip(hr.iter_mut())
+            .zip(xr.iter().zip(gamma.iter().zip(beta)))
+        {
+            let n = (v - mean) * s;
+            *h = n;
+            *o = n * g + b;
+        }
+    }
+}
+
+/// Backward of [`layer_norm_rows`] for a block of rows: writes `dx` and ADDS this block's
+/// `Σ dy·x̂` to `dgamma` and `Σ dy` to `dbeta`.
+pub fn layer_norm_backward_rows(
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    gamma: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let d = gamma.len();
+    for (((gr, hr), xr), &s) in dy
+        .chunks_exact(d)
+        .zip(xhat.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d))
+        .zip(rstd)
+    {
+        let mut mean_g = 0.0;
+        let mut mean_gh = 0.0;
+        for ((&g, &h), &w) in gr.iter().zip(hr).zip(gamma) {
+            let gx = g * w;
+            mean_g += gx;
+            mean_gh += gx * h;
+        }
+        mean_g /= d as f32;
+        mean_gh /= d as f32;
+        for ((o, (&g, &h)), &w) in xr.iter_mut().zip(gr.iter().zip(hr)).zip(gamma) {
+            *o = s * (g * w - mean_g - h * mean_gh);
+        }
+        for ((dg, db), (&g, &h)) in dgamma
+            .iter_mut()
+            .zip(dbeta.iter_mut())
+            .zip(gr.iter().zip(hr))
+        {
+            *dg += g * h;
+            *db += g;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference erf in f64: the Maclaurin series for |x| < 3, the asymptotic erfc beyond.
+    fn erf64(x: f64) -> f64 {
+        if x.abs() < 3.0 {
+            let mut term = x;
+            let mut sum = x;
+            let x2 = x * x;
+            for n in 1..200 {
+                term *= -x2 / n as f64;
+                let add = term / (2 * n + 1) as f64;
+                sum += add;
+                if add.abs() < 1e-17 {
+                    break;
+                }
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // erfc(x) ~ exp(-x²)/(x√π) · (1 - 1/(2x²) + 3/(4x⁴) - 15/(8x⁶)), < 1e-9 here.
+            let x2 = x.abs() * x.abs();
+            let tail = (-x2).exp() / (x.abs() * std::f64::consts::PI.sqrt())
+                * (1.0 - 1.0 / (2.0 * x2) + 3.0 / (4.0 * x2 * x2) - 15.0 / (8.0 * x2 * x2 * x2));
+            (1.0 - tail).copysign(x)
+        }
+    }
+
+    #[test]
+    fn erf_is_within_4e7_of_the_series() {
+        let mut worst = 0.0f64;
+        for i in -45_000..=45_000 {
+            let x = i as f64 / 10_000.0;
+            let err = (erf(x as f32) as f64 - erf64(x)).abs();
+            worst = worst.max(err);
+        }
+        assert!(worst < 4e-7, "max |erf error| {worst}");
+    }
+
+    #[test]
+    fn exp_is_within_3e7_relative() {
+        let mut worst = 0.0f64;
+        for i in 0..=80_000u32 {
+            let t = -(i as f32) / 1000.0;
+            let e = (t as f64).exp();
+            let err = ((exp_nonpositive(t) as f64) - e).abs() / e;
+            worst = worst.max(err);
+        }
+        assert!(worst < 3e-7, "max relative exp error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-200.0) < 1e-37);
+    }
+
+    #[test]
+    fn gelu_grad_matches_finite_differences() {
+        for i in -60..=60 {
+            let x = i as f64 / 10.0;
+            let h = 1e-3;
+            let g = |v: f64| 0.5 * v * (1.0 + erf64(v / std::f64::consts::SQRT_2));
+            let fd = (g(x + h) - g(x - h)) / (2.0 * h);
+            let ours = gelu_grad(x as f32) as f64;
+            assert!((ours - fd).abs() < 2e-6, "x = {x}: {ours} vs {fd}");
+        }
+    }
+
+    #[test]
+    fn slice_kernels_equal_the_scalar_functions() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 37.0).collect();
+        let g: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7) % 13) as f32 / 5.0 - 1.0)
+            .collect();
+        let mut y = vec![0.0; 1000];
+        gelu_slice(&x, &mut y);
+        let mut d = vec![0.0; 1000];
+        gelu_backward_slice(&x, &g, &mut d);
+        for i in 0..1000 {
+            assert_eq!(y[i].to_bits(), gelu(x[i]).to_bits());
+            assert_eq!(d[i].to_bits(), (g[i] * gelu_grad(x[i])).to_bits());
+        }
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_backward_matches_finite_differences() {
+        let cols = 7;
+        let logits: Vec<f32> = (0..21).map(|i| ((i * 5) % 11) as f32 / 3.0 - 1.5).collect();
+        let mut p = logits.clone();
+        softmax_rows(&mut p, cols, 1.0);
+        for row in p.chunks(cols) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        // loss = Σ w ⊙ softmax(logits): d loss / d logits = p ⊙ (w - rowsum(p ⊙ w)).
+        let w: Vec<f32> = (0..21).map(|i| (i % 4) as f32 - 1.0).collect();
+        let mut d = w.clone();
+        softmax_backward_rows(&p, &mut d, cols, 1.0);
+        let loss = |l: &[f32]| {
+            let mut q = l.to_vec();
+            softmax_rows(&mut q, cols, 1.0);
+            q.iter().zip(&w).map(|(a, b)| (a * b) as f64).sum::<f64>()
+        };
+        for i in 0..21 {
+            let mut up = logits.clone();
+            up[i] += 1e-2;
+            let mut dn = logits.clone();
+            dn[i] -= 1e-2;
+            let fd = (loss(&up) - loss(&dn)) / 2e-2;
+            assert!((d[i] as f64 - fd).abs() < 1e-3, "{i}: {} vs {fd}", d[i]);
+        }
+    }
+}

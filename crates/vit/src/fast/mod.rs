@@ -1,0 +1,314 @@
+//! Fused CPU kernels for the three places where burn 0.21's Flex backend spends most of a ViT
+//! step outside matmul: the exact GELU, LayerNorm and the attention core (scores, softmax,
+//! weighted sum, head split and merge).
+//!
+//! Each function takes any backend. On `Flex` and `Autodiff<Flex>` with `f32` tensors it runs
+//! one fused, multi-threaded kernel forward and (under autodiff) one fused backward, instead of
+//! burn's composite of 5–15 single-threaded element-wise ops, strided copies and zero-filled
+//! slice gradients. On every other backend (CUDA, ...) it is exactly burn's own op.
+//!
+//! Measured with `advsoup bench --preset tiny32`: see crates/bench/README.md. The fused forms
+//! agree with burn's ops within 1e-5 (tests below); the exact-GELU `erf` is a rational
+//! approximation within 4e-7 of erf ([`math::erf`]).
+//!
+//! [`set_enabled`]`(false)` switches every call back to burn's ops (for A/B measurements).
+
+mod flex;
+pub mod math;
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::{Autodiff, Flex};
+use burn::nn::LayerNorm;
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn::tensor::activation;
+
+type Ad = Autodiff<Flex>;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused kernels on (the default) or off process-wide; off, every function of this
+/// module is burn's composite op.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the fused kernels are on.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// `t` as a `U` when `T` and `U` are the same type (how a generic `Tensor<B, D>` is found to be
+/// a `Tensor<Flex, D>`), else `t` back.
+fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
+    let boxed: Box<dyn Any> = Box::new(t);
+    match boxed.downcast::<U>() {
+        Ok(u) => Ok(*u),
+        Err(boxed) => match boxed.downcast::<T>() {
+            Ok(t) => Err(*t),
+            Err(_) => unreachable!("a box holds the type it was given"),
+        },
+    }
+}
+
+/// The inverse of a successful [`cast`].
+fn uncast<T: 'static, U: 'static>(t: T) -> U {
+    match cast::<T, U>(t) {
+        Ok(u) => u,
+        Err(_) => unreachable!("uncast is only called with U the type cast came from"),
+    }
+}
+
+/// Exact (erf) GELU, `x·Φ(x)`: burn's `activation::gelu`, fused on Flex.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if !enabled() || x.dtype() != DType::F32 {
+        return activation::gelu(x);
+    }
+    let x = match cast::<_, Tensor<Ad, D>>(x) {
+        Ok(x) => return uncast(flex::gelu_autodiff(x)),
+        Err(x) => x,
+    };
+    match cast::<_, Tensor<Flex, D>>(x) {
+        Ok(x) => uncast(flex::gelu_inner(x)),
+        Err(x) => activation::gelu(x),
+    }
+}
+
+/// `norm.forward(x)` (LayerNorm over the last dim, biased variance), fused on Flex.
+///
+/// # Shapes
+/// - x: `[batch, tokens, dim]` -> same
+pub fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let Some(beta) = norm.beta.as_ref() else {
+        return norm.forward(x);
+    };
+    if !enabled() || x.dtype() != DType::F32 {
+        return norm.forward(x);
+    }
+    let (gamma, beta) = (norm.gamma.val(), beta.val());
+    if gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
+        return norm.forward(x);
+    }
+    let Some(eps) = epsilon_of(norm) else {
+        return norm.forward(x);
+    };
+    let x = match cast::<_, Tensor<Ad, 3>>(x) {
+        Ok(x) => {
+            let (g, b) = (uncast(gamma), uncast(beta));
+            return uncast(flex::layer_norm_autodiff(x, g, b, eps));
+        }
+        Err(x) => x,
+    };
+    match cast::<_, Tensor<Flex, 3>>(x) {
+        Ok(x) => uncast(flex::layer_norm_inner(x, uncast(gamma), uncast(beta), eps)),
+        Err(x) => norm.forward(x),
+    }
+}
+
+/// ε of a LayerNorm. burn 0.21 keeps the field private but shows it in the module's Display
+/// (`epsilon: 0.000001`), written with Rust's shortest round-trip float format, so parsing it
+/// back gives the exact value; `None` if the format ever changes (the caller then uses burn's
+/// op).
+fn epsilon_of<B: Backend>(norm: &LayerNorm<B>) -> Option<f64> {
+    let text = norm.to_string();
+    let rest = &text[text.find("epsilon: ")? + "epsilon: ".len()..];
+    let end = rest
+        .find(|c: char| c == ',' || c == '}' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Multi-head attention core on the fused qkv projection: splits `qkv` into q, k and v with
+/// `heads` heads, computes `softmax(q·kᵀ / √head_dim)·v` per head and merges the heads.
+///
+/// # Shapes
+/// - qkv: `[batch, tokens, 3 * dim]` (q, k, v, each head-major: timm's layout) ->
+///   `[batch, tokens, dim]`
+pub fn attention<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> Tensor<B, 3> {
+    if !enabled() || qkv.dtype() != DType::F32 {
+        return attention_reference(qkv, heads);
+    }
+    let qkv = match cast::<_, Tensor<Ad, 3>>(qkv) {
+        Ok(x) => return uncast(flex::attention_autodiff(x, heads)),
+        Err(x) => x,
+    };
+    match cast::<_, Tensor<Flex, 3>>(qkv) {
+        Ok(x) => uncast(flex::attention_inner(x, heads)),
+        Err(x) => attention_reference(x, heads),
+    }
+}
+
+/// [`attention`] with burn's ops (any backend).
+pub fn attention_reference<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> Tensor<B, 3> {
+    let [n, t, d3] = qkv.dims();
+    let d = d3 / 3;
+    let hd = d / heads;
+    // q, k and v stay strided 5-D views of the qkv output (`[1, n, heads, tokens, hd]`):
+    // matmul reads them in place, while squeezing them to 4-D or scaling q would copy them
+    // with burn-flex's slow N-D strided copy. The scale goes on the (contiguous) scores.
+    let qkv = qkv.reshape([n, t, 3, heads, hd]).permute([2, 0, 3, 1, 4]);
+    let q = qkv.clone().narrow(0, 0, 1);
+    let k = qkv.clone().narrow(0, 1, 1);
+    let v = qkv.narrow(0, 2, 1);
+    let scores = q
+        .matmul(k.swap_dims(3, 4))
+        .mul_scalar((hd as f64).powf(-0.5));
+    let attn = activation::softmax(scores, 4);
+    attn.matmul(v).permute([1, 3, 0, 2, 4]).reshape([n, t, d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn seeded<B: Backend>(seed: u64) -> B::Device {
+        let device = Default::default();
+        B::seed(&device, seed);
+        device
+    }
+
+    /// `f(x)` and the gradient of `Σ f(x) ⊙ w` with respect to `x`. The references are burn's
+    /// ops called directly (not through [`set_enabled`], which is process-wide while tests run
+    /// in parallel).
+    fn grads_of<const D: usize>(
+        x: Tensor<Ad, D>,
+        f: impl Fn(Tensor<Ad, D>) -> Tensor<Ad, D>,
+        w: Tensor<Ad, D>,
+    ) -> (Tensor<Flex, D>, Tensor<Flex, D>) {
+        let x = x.require_grad();
+        let y = f(x.clone());
+        let grads = (y.clone() * w).sum().backward();
+        (y.inner(), x.grad(&grads).expect("x requires grad"))
+    }
+
+    #[test]
+    fn gelu_matches_burn_forward_and_backward() {
+        let device = seeded::<Ad>(1);
+        let x = Tensor::<Ad, 3>::random([3, 5, 70], Distribution::Normal(0.0, 3.0), &device);
+        let w = Tensor::<Ad, 3>::random([3, 5, 70], Distribution::Default, &device);
+        let (y, g) = grads_of(x.clone(), flex::gelu_autodiff, w.clone());
+        let (y_ref, g_ref) = grads_of(x, activation::gelu, w);
+        y.into_data()
+            .assert_approx_eq::<f32>(&y_ref.into_data(), Tolerance::absolute(2e-6));
+        g.into_data()
+            .assert_approx_eq::<f32>(&g_ref.into_data(), Tolerance::absolute(2e-6));
+    }
+
+    #[test]
+    fn gelu_on_the_inner_backend_matches_burn() {
+        let device = seeded::<Flex>(2);
+        let x = Tensor::<Flex, 2>::random([33, 129], Distribution::Normal(0.0, 2.0), &device);
+        let y = flex::gelu_inner(x.clone());
+        y.into_data()
+            .assert_approx_eq::<f32>(&activation::gelu(x).into_data(), Tolerance::absolute(2e-6));
+    }
+
+    #[test]
+    fn layer_norm_matches_burn_with_parameter_gradients() {
+        let device = seeded::<Ad>(3);
+        let mut norm = LayerNormConfig::new(24).init::<Ad>(&device);
+        let normal = |mean| Tensor::<Ad, 1>::random([24], Distribution::Normal(mean, 0.5), &device);
+        norm.gamma = Param::from_tensor(normal(1.0));
+        norm.beta = Some(Param::from_tensor(normal(0.0)));
+        let x = Tensor::<Ad, 3>::random([4, 9, 24], Distribution::Normal(1.0, 2.0), &device)
+            .require_grad();
+        let w = Tensor::<Ad, 3>::random([4, 9, 24], Distribution::Default, &device);
+        let beta = norm.beta.as_ref().expect("LayerNorm has a beta").val();
+        let run = |y: Tensor<Ad, 3>| {
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (
+                y.inner(),
+                x.grad(&grads).expect("x"),
+                norm.gamma.val().grad(&grads).expect("gamma"),
+                beta.grad(&grads).expect("beta"),
+            )
+        };
+        let fused = run(flex::layer_norm_autodiff(
+            x.clone(),
+            norm.gamma.val(),
+            beta.clone(),
+            epsilon_of(&norm).expect("epsilon"),
+        ));
+        let reference = run(norm.forward(x.clone()));
+        let tol = Tolerance::absolute(1e-5);
+        fused
+            .0
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.0.into_data(), tol);
+        fused
+            .1
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.1.into_data(), tol);
+        fused
+            .2
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.2.into_data(), tol);
+        fused
+            .3
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.3.into_data(), tol);
+    }
+
+    #[test]
+    fn attention_matches_the_reference_forward_and_backward() {
+        let device = seeded::<Ad>(4);
+        let (n, t, d, h) = (3, 7, 12, 3);
+        let x = Tensor::<Ad, 3>::random([n, t, 3 * d], Distribution::Normal(0.0, 1.5), &device);
+        let w = Tensor::<Ad, 3>::random([n, t, d], Distribution::Default, &device);
+        let (y, g) = grads_of(x.clone(), |x| flex::attention_autodiff(x, h), w.clone());
+        let (y_ref, g_ref) = grads_of(x.clone(), |x| attention_reference(x, h), w);
+        let tol = Tolerance::absolute(1e-5);
+        y.into_data()
+            .assert_approx_eq::<f32>(&y_ref.clone().into_data(), tol);
+        g.into_data()
+            .assert_approx_eq::<f32>(&g_ref.into_data(), tol);
+        let inner = flex::attention_inner(x.inner(), h);
+        inner
+            .into_data()
+            .assert_approx_eq::<f32>(&y_ref.into_data(), tol);
+    }
+
+    #[test]
+    fn untracked_inputs_give_no_gradient_and_the_same_values() {
+        // Parameters frozen (the attack's copy): the op must still compute, without a graph.
+        let device = seeded::<Ad>(5);
+        let x = Tensor::<Ad, 3>::random([2, 5, 12], Distribution::Default, &device);
+        let y = flex::attention_autodiff(x.clone(), 2);
+        y.into_data().assert_approx_eq::<f32>(
+            &attention_reference(x, 2).into_data(),
+            Tolerance::absolute(1e-5),
+        );
+    }
+
+    #[test]
+    fn epsilon_is_read_back_exactly() {
+        let device = Default::default();
+        for eps in [1e-6, 1e-5, 1e-12, 0.1, 3.3e-7] {
+            let norm = LayerNormConfig::new(5)
+                .with_epsilon(eps)
+                .init::<Flex>(&device);
+            assert_eq!(epsilon_of(&norm), Some(eps), "{norm}");
+        }
+    }
+
+    #[test]
+    fn generic_entry_points_dispatch_and_fall_back() {
+        // Through the generic functions: Flex and Autodiff<Flex> take the fused path, and the
+        // result equals burn's op either way.
+        let device = seeded::<Flex>(6);
+        let x = Tensor::<Flex, 3>::random([2, 4, 9], Distribution::Default, &device);
+        gelu(x.clone()).into_data().assert_approx_eq::<f32>(
+            &activation::gelu(x.clone()).into_data(),
+            Tolerance::absolute(2e-6),
+        );
+        let norm = LayerNormConfig::new(9).init::<Flex>(&device);
+        layer_norm(&norm, x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&norm.forward(x).into_data(), Tolerance::absolute(1e-5));
+    }
+}
