@@ -794,7 +794,7 @@ fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
 
 /// The glibc allocator settings the binary runs with (see [`tune_allocator`]).
 pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=268435456:\
-     glibc.malloc.trim_threshold=536870912:glibc.malloc.arena_max=1";
+     glibc.malloc.trim_threshold=4294967296:glibc.malloc.arena_max=1";
 
 /// Re-executes the binary once with [`GLIBC_TUNABLES`] set, unless the variable is already set
 /// (by the user, or by this re-exec) or `ADVSOUP_NO_TUNABLES` is. glibc serves every allocation
@@ -805,6 +805,8 @@ pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=268435456:\
 /// per-thread arenas live in 64 MiB heaps that are unmapped as soon as they empty, whatever
 /// the trim threshold, so blocks freed by rayon's workers came back as fresh zeroed pages
 /// (1.79 M page faults in 5 tiny32 co-training steps; 0.32 M with one arena, +16% images/s).
+/// The 4 GiB trim threshold keeps the heap at a step's peak instead of giving the top back
+/// to the OS after every step (0.88 M → 0.20 M faults in 6 steps, +10% images/s).
 /// The tunables are read only at process start, hence the exec; if it fails the binary runs
 /// untuned.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

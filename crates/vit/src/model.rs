@@ -81,14 +81,11 @@ impl<B: Backend> PatchEmbed<B> {
 
 /// A [`Linear`] applied to every token: `[batch, tokens, in] -> [batch, tokens, out]`.
 ///
-/// Flattens to `[batch * tokens, in]` first: burn 0.21 runs a rank-3 Linear as `batch` small
-/// matmuls and its weight gradient as a `[batch, in, out]` tensor summed over the batch, while
-/// the flattened form is one matmul each way.
+/// One matmul each way over the flattened `[batch * tokens, in]` rows (burn 0.21 runs a rank-3
+/// Linear as `batch` small matmuls and its weight gradient as a `[batch, in, out]` tensor summed
+/// over the batch); fused on Flex ([`crate::fast::linear`]).
 pub fn linear_tokens<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [n, t, d] = x.dims();
-    let y = linear.forward(x.reshape([n * t, d]));
-    let [_, out] = y.dims();
-    y.reshape([n, t, out])
+    crate::fast::linear(linear, x)
 }
 
 /// `blocks.N.attn`: multi-head self-attention with a fused qkv projection.

@@ -6,10 +6,10 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
-use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
+use super::gemm::{self, View};
 use super::math;
 use super::{Ad, Flex};
 
@@ -61,14 +61,26 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     new_tensor(out, shape(x))
 }
 
-fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
-    let grad = contiguous(grad);
-    let (xs, gs) = (slice(x), slice(&grad));
+/// `(gelu(x), gelu'(x))`: the forward of a tracked GELU keeps the derivative, so the backward
+/// is one multiply.
+fn gelu_forward_with_grad(x: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let xs = slice(x);
+    let (mut out, mut grad) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+    out.par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks_mut(CHUNK))
+        .zip(xs.par_chunks(CHUNK))
+        .for_each(|((o, g), s)| math::gelu_with_grad_slice(s, o, g));
+    (new_tensor(out, shape(x)), new_tensor(grad, shape(x)))
+}
+
+fn mul(a: &FlexTensor, b: FlexTensor) -> FlexTensor {
+    let b = contiguous(b);
+    let (xs, ys) = (slice(a), slice(&b));
     let mut out = vec![0.0; xs.len()];
     out.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
-        .for_each(|(o, (s, g))| math::gelu_backward_slice(s, g, o));
-    new_tensor(out, shape(x))
+        .zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK)))
+        .for_each(|(o, (x, y))| math::mul_slice(x, y, o));
+    new_tensor(out, shape(a))
 }
 
 pub(super) fn gelu_inner<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> {
@@ -79,26 +91,28 @@ pub(super) fn gelu_inner<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> 
 struct GeluOp;
 
 impl Backward<Flex, 1> for GeluOp {
-    /// The (contiguous) input.
+    /// `gelu'(x)`.
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let x = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |g| gelu_backward(&x, g));
+        let derivative = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| mul(&derivative, g));
     }
 }
 
 pub(super) fn gelu_autodiff<const D: usize>(x: Tensor<Ad, D>) -> Tensor<Ad, D> {
     let x = x.into_primitive().tensor();
     let input = contiguous(x.primitive.clone());
-    let out = gelu_forward(&input);
     let out = match GeluOp
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(input, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
+        OpsKind::Tracked(prep) => {
+            let (out, derivative) = gelu_forward_with_grad(&input);
+            prep.finish(derivative, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&input)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -268,53 +282,33 @@ impl Dims {
     }
 }
 
-/// `part` (0 = q, 1 = k, 2 = v) of a contiguous `[n, t, 3, h, hd]` qkv as a strided
-/// `[1, n, h, t, hd]` view (no copy; matmul reads it in place).
-fn head_view(qkv: &FlexTensor, dims: Dims, part: usize) -> FlexTensor {
-    let Dims { n, t, h, hd } = dims;
-    qkv.reshape(Shape::from(vec![n, t, 3, h, hd]))
-        .permute(&[2, 0, 3, 1, 4])
-        .narrow(0, part, 1)
+/// q, k and v of one head in one sample's `[t, 3d]` qkv rows: `[t, hd]` views, no copy.
+fn qkv_views(qkv: &[f32], dims: Dims, head: usize) -> [View<'_>; 3] {
+    let (t, hd, d) = (dims.t, dims.hd, dims.d());
+    [0, 1, 2].map(|part| View::new(&qkv[part * d + head * hd..], t, hd, 3 * d, 1))
 }
 
-/// `[1, n, h, t, hd]` contiguous → rows of `[n, t, width]` at column offset `col`: the head
-/// merge, one block of `hd` floats at a time, in parallel over the batch.
-fn merge_heads(src: &[f32], dst: &mut [f32], dims: Dims, width: usize, col: usize) {
-    let Dims { t, h, hd, .. } = dims;
-    dst.par_chunks_mut(t * width)
-        .zip(src.par_chunks(h * t * hd))
-        .for_each(|(out, heads)| {
-            for (head, block) in heads.chunks_exact(t * hd).enumerate() {
-                for (row, vals) in block.chunks_exact(hd).enumerate() {
-                    let at = row * width + col + head * hd;
-                    out[at..at + hd].copy_from_slice(vals);
-                }
+/// Forward: `(out [n, t, d], probabilities [n, h, t, t])`, in parallel over the batch; each
+/// sample's products run on one thread (they are small: `t x hd` by `hd x t`).
+fn attention_forward(qkv: &FlexTensor, dims: Dims) -> (FlexTensor, Vec<f32>) {
+    let Dims { n, t, h, hd } = dims;
+    let d = dims.d();
+    let scale = dims.scale();
+    let mut out = vec![0.0; n * t * d];
+    let mut p = vec![0.0; n * h * t * t];
+    out.par_chunks_mut(t * d)
+        .zip(p.par_chunks_mut(h * t * t))
+        .zip(slice(qkv).par_chunks(t * 3 * d))
+        .for_each(|((out, p), qkv)| {
+            for (head, p) in p.chunks_exact_mut(t * t).enumerate() {
+                let [q, k, v] = qkv_views(qkv, dims, head);
+                gemm::matmul_into(p, t, q, k.t(), false, false);
+                math::softmax_rows(p, t, scale);
+                let p = View::rows(p, t, t, t);
+                gemm::matmul_into(&mut out[head * hd..], d, p, v, false, false);
             }
         });
-}
-
-/// Softmax of the (unscaled) scores in place, in parallel over rows.
-fn softmax_in_place(scores: &mut FlexTensor, cols: usize, scale: f32) {
-    let s = scores
-        .try_storage_mut::<f32>()
-        .expect("fresh matmul output is uniquely owned");
-    s.par_chunks_mut(ROWS * cols)
-        .for_each(|rows| math::softmax_rows(rows, cols, scale));
-}
-
-/// Forward: `(out [n, t, d], probabilities [1, n, h, t, t])`.
-fn attention_forward(qkv: &FlexTensor, dims: Dims) -> (FlexTensor, FlexTensor) {
-    let (q, k, v) = (
-        head_view(qkv, dims, 0),
-        head_view(qkv, dims, 1),
-        head_view(qkv, dims, 2),
-    );
-    let mut p = Flex::float_matmul(q, k.transpose(3, 4));
-    softmax_in_place(&mut p, dims.t, dims.scale());
-    let o = contiguous(Flex::float_matmul(p.clone(), v));
-    let mut out = vec![0.0; dims.n * dims.t * dims.d()];
-    merge_heads(slice(&o), &mut out, dims, dims.d(), 0);
-    (new_tensor(out, vec![dims.n, dims.t, dims.d()]), p)
+    (new_tensor(out, vec![n, t, d]), p)
 }
 
 /// Backward: `d qkv [n, t, 3d]` from `d out [n, t, d]`.
@@ -322,35 +316,28 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
     let AttentionState { qkv, p, dims } = state;
     let Dims { n, t, h, hd } = *dims;
     let d = dims.d();
+    let scale = dims.scale();
     let grad = contiguous(grad);
-    // d out as `[1, n, h, t, hd]` (a strided view of `[n, t, h, hd]`).
-    let dout = grad
-        .reshape(Shape::from(vec![1, n, t, h, hd]))
-        .permute(&[0, 1, 3, 2, 4]);
-    let (q, k, v) = (
-        head_view(qkv, *dims, 0),
-        head_view(qkv, *dims, 1),
-        head_view(qkv, *dims, 2),
-    );
-    let dv = Flex::float_matmul(p.transpose(3, 4), dout.clone());
-    let mut ds = Flex::float_matmul(dout, v.transpose(3, 4));
-    {
-        let ps = slice(p);
-        let dss = ds
-            .try_storage_mut::<f32>()
-            .expect("fresh matmul output is uniquely owned");
-        let scale = dims.scale();
-        dss.par_chunks_mut(ROWS * t)
-            .zip(ps.par_chunks(ROWS * t))
-            .for_each(|(dsr, pr)| math::softmax_backward_rows(pr, dsr, t, scale));
-    }
-    let dq = Flex::float_matmul(ds.clone(), k);
-    let dk = Flex::float_matmul(ds.transpose(3, 4), q);
-    let mut out = vec![0.0; n * t * 3 * d];
-    for (part, g) in [dq, dk, dv].into_iter().enumerate() {
-        merge_heads(slice(&contiguous(g)), &mut out, *dims, 3 * d, part * d);
-    }
-    new_tensor(out, vec![n, t, 3 * d])
+    let mut dqkv = vec![0.0; n * t * 3 * d];
+    dqkv.par_chunks_mut(t * 3 * d)
+        .zip(slice(&grad).par_chunks(t * d))
+        .zip(slice(qkv).par_chunks(t * 3 * d).zip(p.par_chunks(h * t * t)))
+        .for_each(|((dqkv, dout), (qkv, p))| {
+            let mut ds = vec![0.0; t * t];
+            for (head, p) in p.chunks_exact(t * t).enumerate() {
+                let [q, k, v] = qkv_views(qkv, *dims, head);
+                let dout = View::new(&dout[head * hd..], t, hd, d, 1);
+                let pv = View::rows(p, t, t, t);
+                let at = |part: usize| part * d + head * hd;
+                gemm::matmul_into(&mut dqkv[at(2)..], 3 * d, pv.t(), dout, false, false);
+                gemm::matmul_into(&mut ds, t, dout, v.t(), false, false);
+                math::softmax_backward_rows(p, &mut ds, t, scale);
+                let dsv = View::rows(&ds, t, t, t);
+                gemm::matmul_into(&mut dqkv[at(0)..], 3 * d, dsv, k, false, false);
+                gemm::matmul_into(&mut dqkv[at(1)..], 3 * d, dsv.t(), q, false, false);
+            }
+        });
+    new_tensor(dqkv, vec![n, t, 3 * d])
 }
 
 pub(super) fn attention_inner(qkv: Tensor<Flex, 3>, heads: usize) -> Tensor<Flex, 3> {
@@ -361,8 +348,10 @@ pub(super) fn attention_inner(qkv: Tensor<Flex, 3>, heads: usize) -> Tensor<Flex
 
 #[derive(Debug, Clone)]
 struct AttentionState {
+    /// The (contiguous) input `[n, t, 3d]`.
     qkv: FlexTensor,
-    p: FlexTensor,
+    /// The attention probabilities `[n, h, t, t]`, shared by clones of the state.
+    p: std::sync::Arc<Vec<f32>>,
     dims: Dims,
 }
 
@@ -393,12 +382,157 @@ pub(super) fn attention_autodiff(qkv: Tensor<Ad, 3>, heads: usize) -> Tensor<Ad,
         OpsKind::Tracked(prep) => prep.finish(
             AttentionState {
                 qkv: input,
-                p,
+                p: std::sync::Arc::new(p),
                 dims,
             },
             out,
         ),
         OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear
+
+/// `[rows, in] · [in, out] + bias`: the bias rows are written first and gemm accumulates onto
+/// them, so the output is written once.
+fn linear_forward(x: &[f32], w: &[f32], b: &[f32], rows: usize) -> Vec<f32> {
+    let out = b.len();
+    let inp = w.len() / out;
+    let mut y = b.repeat(rows);
+    gemm::matmul_into(
+        &mut y,
+        out,
+        View::rows(x, rows, inp, inp),
+        View::rows(w, inp, out, out),
+        true,
+        true,
+    );
+    y
+}
+
+/// Column sums of a `[rows, cols]` matrix, by fixed blocks of [`ROWS`] rows added in order
+/// (independent of the number of threads).
+fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    let partial: Vec<Vec<f32>> = m
+        .par_chunks(ROWS * cols)
+        .map(|block| {
+            let mut s = vec![0.0; cols];
+            for row in block.chunks_exact(cols) {
+                s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+            s
+        })
+        .collect();
+    let mut sums = vec![0.0; cols];
+    for s in partial {
+        sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+    }
+    sums
+}
+
+pub(super) fn linear_inner(
+    x: Tensor<Flex, 3>,
+    weight: Tensor<Flex, 2>,
+    bias: Tensor<Flex, 1>,
+) -> Tensor<Flex, 3> {
+    let [n, t, _] = x.dims();
+    let (x, w, b) = (
+        contiguous(primitive(x)),
+        contiguous(primitive(weight)),
+        contiguous(primitive(bias)),
+    );
+    let out = slice(&b).len();
+    let y = linear_forward(slice(&x), slice(&w), slice(&b), n * t);
+    tensor(new_tensor(y, vec![n, t, out]))
+}
+
+#[derive(Debug, Clone)]
+struct LinearState {
+    /// The input `[n, t, in]` (needed for the weight gradient), if the weight is tracked.
+    x: Option<FlexTensor>,
+    /// The weight `[in, out]` (needed for the input gradient), if the input is tracked.
+    w: Option<FlexTensor>,
+}
+
+#[derive(Debug)]
+struct LinearOp;
+
+impl Backward<Flex, 3> for LinearOp {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let dy_shape = shape(&dy);
+        let out = dy_shape[2];
+        let rows = dy_shape[0] * dy_shape[1];
+        let dys = slice(&dy);
+        let [node_x, node_w, node_b] = ops.parents;
+        if let (Some(node), Some(w)) = (node_x, ops.state.w.as_ref()) {
+            let ws = slice(w);
+            let inp = ws.len() / out;
+            let dx = gemm::matmul(
+                View::rows(dys, rows, out, out),
+                View::rows(ws, inp, out, out).t(),
+                true,
+            );
+            grads.register::<Flex>(node.id, new_tensor(dx, vec![dy_shape[0], dy_shape[1], inp]));
+        }
+        if let (Some(node), Some(x)) = (node_w, ops.state.x.as_ref()) {
+            let xs = slice(x);
+            let inp = xs.len() / rows;
+            let dw = gemm::matmul(
+                View::rows(xs, rows, inp, inp).t(),
+                View::rows(dys, rows, out, out),
+                true,
+            );
+            grads.register::<Flex>(node.id, new_tensor(dw, vec![inp, out]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, new_tensor(column_sums(dys, out), vec![out]));
+        }
+    }
+}
+
+pub(super) fn linear_autodiff(
+    x: Tensor<Ad, 3>,
+    weight: Tensor<Ad, 2>,
+    bias: Tensor<Ad, 1>,
+) -> Tensor<Ad, 3> {
+    let [n, t, _] = x.dims();
+    let (x, w, b) = (
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+    );
+    let (xs, ws, bs) = (
+        contiguous(x.primitive.clone()),
+        contiguous(w.primitive.clone()),
+        contiguous(b.primitive.clone()),
+    );
+    let out = slice(&bs).len();
+    let y = new_tensor(
+        linear_forward(slice(&xs), slice(&ws), slice(&bs), n * t),
+        vec![n, t, out],
+    );
+    let (x_tracked, w_tracked) = (
+        !x.node.requirement.is_none(),
+        !w.node.requirement.is_none(),
+    );
+    let out = match LinearOp
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            LinearState {
+                x: w_tracked.then_some(xs),
+                w: x_tracked.then_some(ws),
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

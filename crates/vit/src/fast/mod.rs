@@ -14,13 +14,14 @@
 //! [`set_enabled`]`(false)` switches every call back to burn's ops (for A/B measurements).
 
 mod flex;
+mod gemm;
 pub mod math;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::{Autodiff, Flex};
-use burn::nn::LayerNorm;
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::activation;
@@ -73,6 +74,35 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     match cast::<_, Tensor<Flex, D>>(x) {
         Ok(x) => uncast(flex::gelu_inner(x)),
         Err(x) => activation::gelu(x),
+    }
+}
+
+/// `linear.forward(x)` on `[batch, tokens, in]`, fused on Flex: one gemm forward (onto the
+/// bias rows), one gemm per gradient backward, parameter gradients only when tracked.
+///
+/// # Shapes
+/// - x: `[batch, tokens, in]` -> `[batch, tokens, out]`
+pub fn linear<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let reference = |x: Tensor<B, 3>| {
+        let [n, t, d] = x.dims();
+        let y = linear.forward(x.reshape([n * t, d]));
+        let [_, out] = y.dims();
+        y.reshape([n, t, out])
+    };
+    let Some(bias) = linear.bias.as_ref() else {
+        return reference(x);
+    };
+    let (weight, bias) = (linear.weight.val(), bias.val());
+    if !enabled() || [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] {
+        return reference(x);
+    }
+    let x = match cast::<_, Tensor<Ad, 3>>(x) {
+        Ok(x) => return uncast(flex::linear_autodiff(x, uncast(weight), uncast(bias))),
+        Err(x) => x,
+    };
+    match cast::<_, Tensor<Flex, 3>>(x) {
+        Ok(x) => uncast(flex::linear_inner(x, uncast(weight), uncast(bias))),
+        Err(x) => reference(x),
     }
 }
 
@@ -162,7 +192,7 @@ pub fn attention_reference<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::Param;
+    use burn::module::{AutodiffModule, Module, Param};
     use burn::nn::LayerNormConfig;
     use burn::tensor::{Distribution, Tolerance};
 
@@ -283,6 +313,59 @@ mod tests {
             &attention_reference(x, 2).into_data(),
             Tolerance::absolute(1e-5),
         );
+    }
+
+    #[test]
+    fn linear_matches_burn_with_every_gradient_combination() {
+        use burn::nn::LinearConfig;
+        let device = seeded::<Ad>(7);
+        let lin = LinearConfig::new(10, 6).init::<Ad>(&device);
+        let w = Tensor::<Ad, 3>::random([3, 5, 6], Distribution::Default, &device);
+        let reference = |l: &Linear<Ad>, x: Tensor<Ad, 3>| {
+            let y = l.forward(x.reshape([15, 10]));
+            y.reshape([3, 5, 6])
+        };
+        for (x_grad, params_grad) in [(true, true), (true, false), (false, true)] {
+            let l = if params_grad { lin.clone() } else { lin.clone().no_grad() };
+            let x = Tensor::<Ad, 3>::random([3, 5, 10], Distribution::Normal(0.0, 2.0), &device);
+            let x = if x_grad { x.require_grad() } else { x };
+            let bias = l.bias.as_ref().expect("bias").val();
+            let run = |y: Tensor<Ad, 3>| {
+                let grads = (y.clone() * w.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&grads),
+                    l.weight.val().grad(&grads),
+                    bias.grad(&grads),
+                )
+            };
+            let fused = run(flex::linear_autodiff(x.clone(), l.weight.val(), bias.clone()));
+            let want = run(reference(&l, x.clone()));
+            let tol = Tolerance::absolute(1e-5);
+            fused.0.into_data().assert_approx_eq::<f32>(&want.0.into_data(), tol);
+            assert_eq!(fused.1.is_some(), x_grad);
+            assert_eq!(fused.2.is_some(), params_grad);
+            assert_eq!(fused.3.is_some(), params_grad);
+            for (a, b) in [(fused.1, want.1)] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    a.into_data().assert_approx_eq::<f32>(&b.into_data(), tol);
+                }
+            }
+            if let (Some(a), Some(b)) = (fused.2, want.2) {
+                a.into_data().assert_approx_eq::<f32>(&b.into_data(), tol);
+            }
+            if let (Some(a), Some(b)) = (fused.3, want.3) {
+                a.into_data().assert_approx_eq::<f32>(&b.into_data(), tol);
+            }
+        }
+        let x = Tensor::<Flex, 3>::random([2, 3, 10], Distribution::Default, &device);
+        let inner = lin.valid();
+        flex::linear_inner(x.clone(), inner.weight.val(), inner.bias.clone().expect("b").val())
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &inner.forward(x).into_data(),
+                Tolerance::absolute(1e-5),
+            );
     }
 
     #[test]
