@@ -794,19 +794,17 @@ fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
 
 /// The glibc allocator settings the binary runs with (see [`tune_allocator`]).
 pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=268435456:\
-     glibc.malloc.trim_threshold=4294967296:glibc.malloc.arena_max=1";
+     glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=67108864";
 
 /// Re-executes the binary once with [`GLIBC_TUNABLES`] set, unless the variable is already set
-/// (by the user, or by this re-exec) or `ADVSOUP_NO_TUNABLES` is. glibc serves every allocation
-/// over its (at most 32 MiB) mmap threshold with a fresh `mmap` and returns it with `munmap`,
-/// so each large activation of a training step costs page faults on zeroed pages; raising the
-/// thresholds keeps those blocks in the heap. Measured on the co-training step: system time
-/// 2.4 → 1.3 s, +6% images/s (crates/bench/README.md). One arena (`arena_max=1`): glibc's
-/// per-thread arenas live in 64 MiB heaps that are unmapped as soon as they empty, whatever
-/// the trim threshold, so blocks freed by rayon's workers came back as fresh zeroed pages
-/// (1.79 M page faults in 5 tiny32 co-training steps; 0.32 M with one arena, +16% images/s).
-/// The 4 GiB trim threshold keeps the heap at a step's peak instead of giving the top back
-/// to the OS after every step (0.88 M → 0.20 M faults in 6 steps, +10% images/s).
+/// (by the user, or by this re-exec) or `ADVSOUP_NO_TUNABLES` is. By default glibc serves
+/// every allocation over its (at most 32 MiB) mmap threshold with a fresh `mmap`, trims the
+/// heap top above 128 KiB, and unmaps a thread arena's 64 MiB heap as soon as it empties, so
+/// the large activations of every training step came back as fresh zeroed pages. Raised
+/// mmap and trim thresholds keep those blocks in the heap, and a 64 MiB `top_pad` keeps
+/// rayon workers' heaps from being deleted and re-created. Measured with `advsoup bench
+/// --preset tiny32 --only co_training_step --iters 5` (6 steps): 1.21 M page faults with
+/// glibc's defaults, 0.26 M with these; PGD memory stays flat in K (crates/bench/README.md).
 /// The tunables are read only at process start, hence the exec; if it fails the binary runs
 /// untuned.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
