@@ -321,7 +321,11 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
     let mut dqkv = vec![0.0; n * t * 3 * d];
     dqkv.par_chunks_mut(t * 3 * d)
         .zip(slice(&grad).par_chunks(t * d))
-        .zip(slice(qkv).par_chunks(t * 3 * d).zip(p.par_chunks(h * t * t)))
+        .zip(
+            slice(qkv)
+                .par_chunks(t * 3 * d)
+                .zip(p.par_chunks(h * t * t)),
+        )
         .for_each(|((dqkv, dout), (qkv, p))| {
             let mut ds = vec![0.0; t * t];
             for (head, p) in p.chunks_exact(t * t).enumerate() {
@@ -516,10 +520,7 @@ pub(super) fn linear_autodiff(
         linear_forward(slice(&xs), slice(&ws), slice(&bs), n * t),
         vec![n, t, out],
     );
-    let (x_tracked, w_tracked) = (
-        !x.node.requirement.is_none(),
-        !w.node.requirement.is_none(),
-    );
+    let (x_tracked, w_tracked) = (!x.node.requirement.is_none(), !w.node.requirement.is_none());
     let out = match LinearOp
         .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
         .compute_bound()

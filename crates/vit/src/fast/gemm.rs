@@ -134,7 +134,10 @@ pub fn matmul_into(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(n <= dst_rs, "gemm: output rows of {n} overlap at stride {dst_rs}");
+    assert!(
+        n <= dst_rs,
+        "gemm: output rows of {n} overlap at stride {dst_rs}"
+    );
     let last = (m - 1) * dst_rs + (n - 1);
     assert!(
         last < dst.len(),

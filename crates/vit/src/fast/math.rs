@@ -81,7 +81,6 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * pdf
 }
 
-
 /// Lanes of the reductions: sums run as 16 interleaved partial sums (element `i` goes to lane
 /// `i % 16`) added in a fixed order at the end, which vectorizes and still gives the same
 /// bits on every CPU.

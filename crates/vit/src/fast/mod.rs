@@ -326,7 +326,11 @@ mod tests {
             y.reshape([3, 5, 6])
         };
         for (x_grad, params_grad) in [(true, true), (true, false), (false, true)] {
-            let l = if params_grad { lin.clone() } else { lin.clone().no_grad() };
+            let l = if params_grad {
+                lin.clone()
+            } else {
+                lin.clone().no_grad()
+            };
             let x = Tensor::<Ad, 3>::random([3, 5, 10], Distribution::Normal(0.0, 2.0), &device);
             let x = if x_grad { x.require_grad() } else { x };
             let bias = l.bias.as_ref().expect("bias").val();
@@ -339,10 +343,17 @@ mod tests {
                     bias.grad(&grads),
                 )
             };
-            let fused = run(flex::linear_autodiff(x.clone(), l.weight.val(), bias.clone()));
+            let fused = run(flex::linear_autodiff(
+                x.clone(),
+                l.weight.val(),
+                bias.clone(),
+            ));
             let want = run(reference(&l, x.clone()));
             let tol = Tolerance::absolute(1e-5);
-            fused.0.into_data().assert_approx_eq::<f32>(&want.0.into_data(), tol);
+            fused
+                .0
+                .into_data()
+                .assert_approx_eq::<f32>(&want.0.into_data(), tol);
             assert_eq!(fused.1.is_some(), x_grad);
             assert_eq!(fused.2.is_some(), params_grad);
             assert_eq!(fused.3.is_some(), params_grad);
@@ -360,12 +371,13 @@ mod tests {
         }
         let x = Tensor::<Flex, 3>::random([2, 3, 10], Distribution::Default, &device);
         let inner = lin.valid();
-        flex::linear_inner(x.clone(), inner.weight.val(), inner.bias.clone().expect("b").val())
-            .into_data()
-            .assert_approx_eq::<f32>(
-                &inner.forward(x).into_data(),
-                Tolerance::absolute(1e-5),
-            );
+        flex::linear_inner(
+            x.clone(),
+            inner.weight.val(),
+            inner.bias.clone().expect("b").val(),
+        )
+        .into_data()
+        .assert_approx_eq::<f32>(&inner.forward(x).into_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]
