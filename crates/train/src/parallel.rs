@@ -400,6 +400,20 @@ batch_size = 8
             ra.robust_mode_robust_acc, rb.robust_mode_robust_acc,
             "{what}"
         );
+        // The config keeps an EMA: its weights are evaluated too, sharded the same way.
+        let (ea, eb) = (
+            ra.ema.as_ref().expect("EMA evaluated"),
+            rb.ema.as_ref().expect("EMA evaluated"),
+        );
+        assert!(
+            ea.ema.is_none() && ra.table().contains("EMA weights"),
+            "{what}"
+        );
+        assert_eq!(ea.clean_mode_clean_acc, eb.clean_mode_clean_acc, "{what}");
+        assert_eq!(
+            ea.robust_mode_robust_acc, eb.robust_mode_robust_acc,
+            "{what}"
+        );
         for (ea, eb) in a.epochs.iter().zip(&b.epochs) {
             assert!((ea.loss - eb.loss).abs() <= 1e-5, "{what}");
             assert_eq!(

@@ -107,6 +107,10 @@ pub struct FinalReport {
     /// Distribution-shift test sets (`eval.shifts`), both modes.
     #[serde(default)]
     pub shifts: Vec<crate::eval::ShiftResult>,
+    /// The same evaluation of the EMA weights (`optim.ema_decay > 0`), which timm-style
+    /// recipes report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<Box<FinalReport>>,
 }
 
 impl FinalReport {
@@ -123,6 +127,11 @@ impl FinalReport {
             100.0 * self.robust_mode_clean_acc,
             100.0 * self.robust_mode_robust_acc,
         ) + &self.shift_table()
+            + &self
+                .ema
+                .as_ref()
+                .map(|e| format!("\nEMA weights:\n\n{}", e.table()))
+                .unwrap_or_default()
     }
 
     fn shift_table(&self) -> String {
@@ -892,7 +901,7 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                 .map_err(TrainError::Adapter)?;
         }
     }
-    let report = final_report_peer::<B>(
+    let mut report = final_report_peer::<B>(
         config,
         &model.valid(),
         splits,
@@ -900,6 +909,11 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
         device,
         peer,
     )?;
+    if let Some(ema) = &ema {
+        let ema_report =
+            final_report_peer::<B>(config, ema, splits, state.train_seconds, device, peer)?;
+        report.ema = Some(Box::new(ema_report));
+    }
     if peer.leader() {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         write_atomic(&run.join("final.json"), &json)?;
@@ -1016,5 +1030,6 @@ fn final_report_peer<B: AutodiffBackend>(
         train_seconds,
         seed: config.seed,
         shifts,
+        ema: None,
     })
 }
