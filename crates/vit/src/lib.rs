@@ -8,6 +8,8 @@
 //! - [`DomainHooks`] is the slot through which adapters (another crate) replace the class token,
 //!   LayerNorms or Linears per sample. This crate knows nothing of adapters, data or attacks.
 //! - [`Vit::deterministic`] turns dropout and drop-path off, which an attack needs.
+//! - [`fast`]: fused CPU kernels (Linear, LayerNorm, GELU, attention core) used on burn's Flex
+//!   backend, with and without autodiff; other backends run burn's ops.
 //!
 //! What it must not do: IO other than [`io`]'s explicit load/save, printing, or hidden RNGs
 //! (dropout draws from the backend's seeded generator).
