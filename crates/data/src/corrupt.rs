@@ -893,7 +893,7 @@ pub fn corrupt_dataset(
                     let i = t * chunk + j;
                     dst.copy_from_slice(&corrupt_u8(
                         c,
-                        data.image(i),
+                        &data.image(i),
                         shape,
                         severity,
                         seed,

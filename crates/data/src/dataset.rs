@@ -1,6 +1,13 @@
-//! The in-memory image dataset, its items, and train / held-out / test splits.
+//! The image dataset (in memory, or streamed from image files), its items, and train /
+//! held-out / test splits.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use burn::data::dataset::Dataset;
+
+use crate::folder::{FolderOptions, decode_image};
 
 use crate::error::{DataError, Result};
 use crate::rng::Rng;
@@ -23,17 +30,30 @@ pub struct ImageItem {
     pub epoch: u64,
 }
 
-/// A labelled image dataset held in memory as `u8` pixels.
+/// A labelled image dataset of `u8` pixels: held in memory, or streamed (one image file per
+/// sample, decoded on every access, so an ImageNet-sized train set needs no RAM for pixels).
 ///
 /// Implements burn's [`Dataset`] trait with [`ImageItem`]s. Pixels stay raw bytes; the batcher
 /// turns them into `f32` in [0, 1] (never normalized).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageDataset {
     shape: [usize; 3],
-    pixels: Vec<u8>,
+    storage: Storage,
     labels: Vec<u32>,
     num_classes: usize,
     class_names: Vec<String>,
+}
+
+/// Where the pixels of an [`ImageDataset`] are.
+#[derive(Clone, Debug, PartialEq)]
+enum Storage {
+    /// `[N, C, H, W]` bytes.
+    Memory(Vec<u8>),
+    /// One file per sample, decoded with these options on every access.
+    Files {
+        paths: Arc<Vec<PathBuf>>,
+        options: FolderOptions,
+    },
 }
 
 impl ImageDataset {
@@ -74,11 +94,61 @@ impl ImageDataset {
         }
         Ok(Self {
             shape,
-            pixels,
+            storage: Storage::Memory(pixels),
             labels,
             num_classes,
             class_names: (0..num_classes).map(|c| c.to_string()).collect(),
         })
+    }
+
+    /// A streamed dataset: sample `i` is `paths[i]` decoded with `options` whenever it is read,
+    /// and must decode to `shape` (checked on every read).
+    ///
+    /// # Errors
+    /// When `paths` and `labels` differ in length, or a label is not below `num_classes`.
+    pub fn from_files(
+        shape: [usize; 3],
+        paths: Vec<PathBuf>,
+        options: FolderOptions,
+        labels: Vec<u32>,
+        num_classes: usize,
+    ) -> Result<Self> {
+        if paths.len() != labels.len() {
+            return Err(DataError::Invalid(format!(
+                "{} image files but {} labels",
+                paths.len(),
+                labels.len()
+            )));
+        }
+        if shape.contains(&0) {
+            return Err(DataError::Invalid(format!(
+                "image shape {shape:?} has an empty dimension"
+            )));
+        }
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= num_classes)
+        {
+            return Err(DataError::Invalid(format!(
+                "label {l} of entry {i} out of range: expected a class index below {num_classes}"
+            )));
+        }
+        Ok(Self {
+            shape,
+            storage: Storage::Files {
+                paths: Arc::new(paths),
+                options,
+            },
+            labels,
+            num_classes,
+            class_names: (0..num_classes).map(|c| c.to_string()).collect(),
+        })
+    }
+
+    /// Whether images are decoded from files on every read ([`ImageDataset::from_files`]).
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.storage, Storage::Files { .. })
     }
 
     /// Attach human-readable class names (must be `num_classes` long, else ignored with a warning).
@@ -121,14 +191,54 @@ impl ImageDataset {
     }
 
     /// All pixels, `[N, C, H, W]`.
+    ///
+    /// # Panics
+    /// On a streamed dataset, which has no pixel buffer (read it with [`ImageDataset::image`]
+    /// or [`Dataset::get`]).
     pub fn pixels(&self) -> &[u8] {
-        &self.pixels
+        match &self.storage {
+            Storage::Memory(p) => p,
+            Storage::Files { .. } => panic!(
+                "a streamed image dataset has no pixel buffer: read it with image(i) or get(i)"
+            ),
+        }
     }
 
-    /// The pixels of sample `i` (panics when out of range).
-    pub fn image(&self, i: usize) -> &[u8] {
-        let per = self.image_len();
-        &self.pixels[i * per..(i + 1) * per]
+    /// The pixels of sample `i`: borrowed in memory, decoded from its file when streamed.
+    ///
+    /// # Errors
+    /// A streamed file that cannot be read or decoded, or decodes to another shape, named.
+    ///
+    /// # Panics
+    /// When `i` is out of range.
+    pub fn try_image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        match &self.storage {
+            Storage::Memory(p) => {
+                let per = self.image_len();
+                Ok(Cow::Borrowed(&p[i * per..(i + 1) * per]))
+            }
+            Storage::Files { paths, options } => {
+                let path = &paths[i];
+                let (px, shape) = decode_image(path, options)?;
+                if shape != self.shape {
+                    return Err(DataError::ShapeMismatch {
+                        path: path.clone(),
+                        expected: self.shape,
+                        found: shape,
+                    });
+                }
+                Ok(Cow::Owned(px))
+            }
+        }
+    }
+
+    /// The pixels of sample `i`.
+    ///
+    /// # Panics
+    /// When `i` is out of range, or (streamed) its file fails as in
+    /// [`ImageDataset::try_image`], with that message.
+    pub fn image(&self, i: usize) -> Cow<'_, [u8]> {
+        self.try_image(i).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Bytes per image.
@@ -145,27 +255,28 @@ impl ImageDataset {
         counts
     }
 
-    /// A new dataset with the samples at `indices` (in that order).
+    /// A new dataset with the samples at `indices` (in that order); a streamed dataset stays
+    /// streamed (nothing is decoded).
     pub fn subset(&self, indices: &[usize]) -> Self {
-        let per = self.image_len();
-        let mut pixels = Vec::with_capacity(indices.len() * per);
-        let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            pixels.extend_from_slice(self.image(i));
-            labels.push(self.labels[i]);
-        }
-        Self {
-            pixels,
-            labels,
-            ..self.clone_meta()
-        }
-    }
-
-    fn clone_meta(&self) -> Self {
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        let storage = match &self.storage {
+            Storage::Memory(_) => {
+                let per = self.image_len();
+                let mut pixels = Vec::with_capacity(indices.len() * per);
+                for &i in indices {
+                    pixels.extend_from_slice(&self.image(i));
+                }
+                Storage::Memory(pixels)
+            }
+            Storage::Files { paths, options } => Storage::Files {
+                paths: Arc::new(indices.iter().map(|&i| paths[i].clone()).collect()),
+                options: options.clone(),
+            },
+        };
         Self {
             shape: self.shape,
-            pixels: Vec::new(),
-            labels: Vec::new(),
+            storage,
+            labels,
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
         }
@@ -195,10 +306,11 @@ impl ImageDataset {
         Ok((self.subset(&rest), self.subset(&held)))
     }
 
-    /// Concatenate datasets with the same shape and classes.
+    /// Concatenate datasets with the same shape and classes (all in memory, or all streamed
+    /// with the same decoding options).
     ///
     /// # Errors
-    /// When shapes or class counts differ.
+    /// When shapes or class counts differ, or storages do not match.
     pub fn concat(parts: Vec<Self>) -> Result<Self> {
         let mut iter = parts.into_iter();
         let Some(mut first) = iter.next() else {
@@ -213,7 +325,23 @@ impl ImageDataset {
                     first.shape, first.num_classes, p.shape, p.num_classes
                 )));
             }
-            first.pixels.extend_from_slice(&p.pixels);
+            match (&mut first.storage, p.storage) {
+                (Storage::Memory(a), Storage::Memory(b)) => a.extend_from_slice(&b),
+                (
+                    Storage::Files { paths, options },
+                    Storage::Files {
+                        paths: more,
+                        options: o,
+                    },
+                ) if *options == o => Arc::make_mut(paths).extend(more.iter().cloned()),
+                _ => {
+                    return Err(DataError::Invalid(
+                        "cannot concatenate an in-memory and a streamed dataset, or streamed \
+                         datasets decoded differently"
+                            .into(),
+                    ));
+                }
+            }
             first.labels.extend_from_slice(&p.labels);
         }
         Ok(first)
@@ -224,7 +352,7 @@ impl Dataset<ImageItem> for ImageDataset {
     fn get(&self, index: usize) -> Option<ImageItem> {
         let label = *self.labels.get(index)? as usize;
         Some(ImageItem {
-            image: self.image(index).to_vec(),
+            image: self.image(index).into_owned(),
             shape: self.shape,
             label,
             index,
@@ -350,7 +478,7 @@ pub(crate) mod tests {
         let d = toy(3, [1, 2, 2], 2, 1);
         let item = d.get(2).expect("item");
         assert_eq!((item.label, item.index, item.shape), (0, 2, [1, 2, 2]));
-        assert_eq!(item.image, d.image(2));
+        assert_eq!(item.image, &*d.image(2));
         assert!(d.get(3).is_none());
         assert!(ImageDataset::new([1, 2, 2], vec![0; 4], vec![3], 2).is_err());
         assert!(ImageDataset::new([1, 2, 2], vec![0; 5], vec![1], 2).is_err());

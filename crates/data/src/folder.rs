@@ -201,6 +201,72 @@ pub fn load_image_folder(
     index: &ClassIndex,
     opts: &FolderOptions,
 ) -> Result<ImageDataset> {
+    let (mut pixels, mut labels, mut shape) = (Vec::new(), Vec::new(), None::<[usize; 3]>);
+    for (f, label) in list_image_folder(root, index)? {
+        let (px, s) = decode_image(&f, opts)?;
+        match shape {
+            None => shape = Some(s),
+            Some(want) if want != s => {
+                return Err(DataError::ShapeMismatch {
+                    path: f,
+                    expected: want,
+                    found: s,
+                });
+            }
+            Some(_) => {}
+        }
+        pixels.extend_from_slice(&px);
+        labels.push(label);
+    }
+    let Some(shape) = shape else {
+        return Err(no_images(root));
+    };
+    Ok(ImageDataset::new(shape, pixels, labels, index.len())?
+        .with_class_names(index.labels().to_vec()))
+}
+
+/// [`load_image_folder`] without decoding: the dataset keeps the file list and decodes each
+/// image when it is read (`Dataset::get`), so a train set of any size needs memory only for
+/// its paths. Only the first image is decoded here, for the shape; `opts.center_crop` must be
+/// set so that every image decodes to that shape (a file that does not is an error naming it
+/// when read).
+///
+/// # Errors
+/// As [`load_image_folder`] for the tree and the first image; `opts.center_crop` unset.
+pub fn stream_image_folder(
+    root: &Path,
+    index: &ClassIndex,
+    opts: &FolderOptions,
+) -> Result<ImageDataset> {
+    if opts.center_crop.is_none() {
+        return Err(DataError::Invalid(format!(
+            "{}: streaming an image folder needs a center crop, so that every image has one \
+             shape",
+            root.display()
+        )));
+    }
+    let (paths, labels): (Vec<PathBuf>, Vec<u32>) =
+        list_image_folder(root, index)?.into_iter().unzip();
+    let Some(first) = paths.first() else {
+        return Err(no_images(root));
+    };
+    let (_, shape) = decode_image(first, opts)?;
+    Ok(
+        ImageDataset::from_files(shape, paths, opts.clone(), labels, index.len())?
+            .with_class_names(index.labels().to_vec()),
+    )
+}
+
+fn no_images(root: &Path) -> DataError {
+    DataError::Format {
+        path: root.into(),
+        what: "no png/jpeg images: expected <root>/<class>/<image>".into(),
+    }
+}
+
+/// The `(file, label)` pairs of `<root>/<class>/<image>`: class folders in index order, files
+/// in name order, non-PNG/JPEG files skipped.
+fn list_image_folder(root: &Path, index: &ClassIndex) -> Result<Vec<(PathBuf, u32)>> {
     let mut dirs: Vec<(usize, String)> = Vec::new();
     for d in sorted_subdirs(root)? {
         let Some(i) = index.index_of(&d) else {
@@ -215,7 +281,7 @@ pub fn load_image_folder(
         dirs.push((i, d));
     }
     dirs.sort();
-    let (mut pixels, mut labels, mut shape) = (Vec::new(), Vec::new(), None::<[usize; 3]>);
+    let mut out = Vec::new();
     for (label, d) in dirs {
         let dir = root.join(&d);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -224,31 +290,9 @@ pub fn load_image_folder(
             .filter(|p| is_image(p))
             .collect();
         files.sort();
-        for f in files {
-            let (px, s) = decode_image(&f, opts)?;
-            match shape {
-                None => shape = Some(s),
-                Some(want) if want != s => {
-                    return Err(DataError::ShapeMismatch {
-                        path: f,
-                        expected: want,
-                        found: s,
-                    });
-                }
-                Some(_) => {}
-            }
-            pixels.extend_from_slice(&px);
-            labels.push(label as u32);
-        }
+        out.extend(files.into_iter().map(|f| (f, label as u32)));
     }
-    let Some(shape) = shape else {
-        return Err(DataError::Format {
-            path: root.into(),
-            what: "no png/jpeg images: expected <root>/<class>/<image>".into(),
-        });
-    };
-    Ok(ImageDataset::new(shape, pixels, labels, index.len())?
-        .with_class_names(index.labels().to_vec()))
+    Ok(out)
 }
 
 /// Load one corruption and severity of an ImageNet-C-style tree,
@@ -400,6 +444,46 @@ mod tests {
             ClassIndex::from_dir(&root).expect("dir").ids(),
             &["n01", "n03"]
         );
+    }
+
+    #[test]
+    fn a_streamed_folder_serves_the_same_items_as_a_loaded_one() {
+        use burn::data::dataset::Dataset;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("train");
+        let index = tree(&root);
+        let opts = FolderOptions {
+            channels: 3,
+            resize_shorter: Some(3),
+            center_crop: Some(3),
+        };
+        let loaded = load_image_folder(&root, &index, &opts).expect("load");
+        let streamed = stream_image_folder(&root, &index, &opts).expect("stream");
+        assert!(streamed.is_streamed() && !loaded.is_streamed());
+        assert_eq!(
+            (streamed.shape(), streamed.labels(), streamed.class_names()),
+            (loaded.shape(), loaded.labels(), loaded.class_names())
+        );
+        for i in 0..loaded.num_samples() {
+            assert_eq!(streamed.get(i), loaded.get(i), "sample {i}");
+        }
+        // Splits and subsets stay streamed and pick the same samples.
+        let (rest_s, held_s) = streamed.split_held_out(1, 7).expect("split");
+        let (rest_l, held_l) = loaded.split_held_out(1, 7).expect("split");
+        assert!(rest_s.is_streamed() && held_s.is_streamed());
+        assert_eq!(held_s.get(0), held_l.get(0));
+        assert_eq!(rest_s.labels(), rest_l.labels());
+        let both = ImageDataset::concat(vec![rest_s.clone(), held_s]).expect("concat");
+        assert_eq!(both.num_samples(), 4);
+        assert!(ImageDataset::concat(vec![rest_s, held_l]).is_err());
+        // A file that breaks after listing is named when read; no crop is refused up front.
+        std::fs::write(root.join("n03/c.png"), b"not a png any more").expect("write");
+        let e = streamed.try_image(2).expect_err("broken").to_string();
+        assert!(e.contains("c.png"), "{e}");
+        let e = stream_image_folder(&root, &index, &FolderOptions::default())
+            .expect_err("no crop")
+            .to_string();
+        assert!(e.contains("center crop"), "{e}");
     }
 
     #[test]

@@ -199,6 +199,12 @@ pub struct DataSection {
     pub load_size: Option<usize>,
     /// ImageFolder: training images, for planning without the data (`--dry-run`).
     pub train_samples: Option<usize>,
+    /// ImageFolder: keep only the file lists and decode every image when a batch reads it
+    /// (the loader's workers decode in parallel), instead of decoding both trees into memory
+    /// up front. Needed for ImageNet-sized trees; off by default (small trees train faster
+    /// decoded once).
+    #[serde(default)]
+    pub stream: bool,
 }
 
 fn one() -> f32 {

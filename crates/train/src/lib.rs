@@ -200,8 +200,13 @@ pub fn class_index(config: &TrainConfig) -> Result<advsoup_data::folder::ClassIn
 }
 
 fn load_folders(config: &TrainConfig) -> Result<advsoup_data::Splits, TrainError> {
-    use advsoup_data::folder::{FolderOptions, load_image_folder};
+    use advsoup_data::folder::{FolderOptions, load_image_folder, stream_image_folder};
     let d = &config.data;
+    let read = if d.stream {
+        stream_image_folder
+    } else {
+        load_image_folder
+    };
     let train_dir = d
         .train_dir
         .as_deref()
@@ -214,7 +219,7 @@ fn load_folders(config: &TrainConfig) -> Result<advsoup_data::Splits, TrainError
     let vit = config.vit()?;
     let img = vit.img_size as u32;
     let load = d.load_size.map_or(img, |s| s as u32);
-    let train = load_image_folder(
+    let train = read(
         train_dir,
         &index,
         &FolderOptions {
@@ -223,7 +228,7 @@ fn load_folders(config: &TrainConfig) -> Result<advsoup_data::Splits, TrainError
             center_crop: Some(load),
         },
     )?;
-    let val = load_image_folder(
+    let val = read(
         val_dir,
         &index,
         &FolderOptions {
@@ -260,4 +265,107 @@ pub fn planned_train_samples(config: &TrainConfig) -> Result<usize, TrainError> 
                 config.data.held_out
             ),
         })
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    /// `<root>/<split>/c<k>/<i>.png`: 28x28 grey images whose class k has a bright band.
+    fn tree(root: &std::path::Path, split: &str, per_class: usize) {
+        for k in 0..2u32 {
+            let dir = root.join(split).join(format!("c{k}"));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            for i in 0..per_class as u32 {
+                image::GrayImage::from_fn(28, 28, |x, y| {
+                    let band = y / 4 == k * 3 + 1;
+                    image::Luma([if band {
+                        200
+                    } else {
+                        ((x * 7 + y * 3 + i) % 40) as u8
+                    }])
+                })
+                .save(dir.join(format!("{i}.png")))
+                .expect("png");
+            }
+        }
+    }
+
+    fn config(root: &std::path::Path, stream: bool) -> TrainConfig {
+        let text = format!(
+            r#"
+name = "folder"
+seed = 3
+regime = "co_training"
+[model]
+preset = "vit_mini_patch4_28"
+adapter = "cls_token"
+num_classes = 2
+patch_size = 7
+embed_dim = 16
+depth = 1
+num_heads = 2
+mlp_ratio = 2.0
+[data]
+dataset = "image-folder"
+train_dir = "{train}"
+val_dir = "{val}"
+held_out = 4
+stream = {stream}
+workers = 2
+[attack.train]
+eps = 0.1
+num_steps = 1
+step_size = 0.1
+[attack.eval]
+eps = 0.1
+num_steps = 1
+step_size = 0.1
+[optim]
+epochs = 1
+batch_size = 8
+lr = 1e-3
+[eval]
+held_out_robust = 4
+test_robust = 4
+test_attack = "pgd-3"
+batch_size = 8
+"#,
+            train = root.join("train").display(),
+            val = root.join("val").display(),
+        );
+        TrainConfig::parse(&text, "folder.toml".as_ref(), &[]).expect("config")
+    }
+
+    #[test]
+    fn a_streamed_image_folder_trains_exactly_like_a_loaded_one() {
+        let _rng = test_support::serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        tree(dir.path(), "train", 10);
+        tree(dir.path(), "val", 3);
+        let device = Default::default();
+        let mut runs = Vec::new();
+        for stream in [false, true] {
+            let cfg = config(dir.path(), stream);
+            let splits = load_data(&cfg, false).expect("data");
+            assert_eq!(splits.train.is_streamed(), stream);
+            assert_eq!(splits.test.is_streamed(), stream);
+            assert_eq!(
+                (splits.train.num_samples(), splits.held_out.num_samples()),
+                (16, 4)
+            );
+            let out = dir.path().join(format!("runs-{stream}"));
+            let run = train::<Autodiff<Flex>>(&cfg, &splits, &RunOptions::new(out), &device)
+                .expect("train");
+            runs.push(run);
+        }
+        assert_eq!(runs[0].step_losses.len(), 2);
+        assert_eq!(runs[0].step_losses, runs[1].step_losses);
+        let (a, b) = (
+            runs[0].report.as_ref().expect("report"),
+            runs[1].report.as_ref().expect("report"),
+        );
+        assert_eq!(a.table(), b.table());
+    }
 }
