@@ -83,22 +83,7 @@ impl ImageDataset {
                 labels.len()
             )));
         }
-        if let Some((i, &l)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, l)| **l as usize >= num_classes)
-        {
-            return Err(DataError::Invalid(format!(
-                "label {l} of entry {i} out of range: expected a class index below {num_classes}"
-            )));
-        }
-        Ok(Self {
-            shape,
-            storage: Storage::Memory(pixels),
-            labels,
-            num_classes,
-            class_names: (0..num_classes).map(|c| c.to_string()).collect(),
-        })
+        Self::with_storage(shape, Storage::Memory(pixels), labels, num_classes)
     }
 
     /// A streamed dataset: sample `i` is `paths[i]` decoded with `options` whenever it is read,
@@ -125,6 +110,20 @@ impl ImageDataset {
                 "image shape {shape:?} has an empty dimension"
             )));
         }
+        let storage = Storage::Files {
+            paths: Arc::new(paths),
+            options,
+        };
+        Self::with_storage(shape, storage, labels, num_classes)
+    }
+
+    /// The dataset, once every label is checked to be below `num_classes`.
+    fn with_storage(
+        shape: [usize; 3],
+        storage: Storage,
+        labels: Vec<u32>,
+        num_classes: usize,
+    ) -> Result<Self> {
         if let Some((i, &l)) = labels
             .iter()
             .enumerate()
@@ -136,10 +135,7 @@ impl ImageDataset {
         }
         Ok(Self {
             shape,
-            storage: Storage::Files {
-                paths: Arc::new(paths),
-                options,
-            },
+            storage,
             labels,
             num_classes,
             class_names: (0..num_classes).map(|c| c.to_string()).collect(),

@@ -29,11 +29,39 @@ fn tensor<const D: usize>(x: FlexTensor) -> Tensor<Flex, D> {
 
 /// A contiguous `f32` copy-free view when possible.
 fn contiguous(x: FlexTensor) -> FlexTensor {
-    if x.as_slice::<f32>().is_some() && x.layout().start_offset() == 0 {
+    if x.as_slice::<f32>().is_some() {
         x
     } else {
         x.to_contiguous()
     }
+}
+
+/// The primitive of an `Autodiff<Flex>` float tensor: the Flex tensor and its graph node.
+type AdPrimitive = burn::tensor::ops::FloatTensor<Ad>;
+
+/// Puts `op` on the autodiff graph as the child of `parents`. `forward(tracked)` computes the
+/// output and, when `tracked` (some parent needs a gradient), the state `op`'s backward reads;
+/// untracked, the state may be skipped.
+fn record<O: Backward<Flex, N>, const N: usize, const D: usize>(
+    op: O,
+    parents: [&AdPrimitive; N],
+    forward: impl FnOnce(bool) -> (FlexTensor, Option<O::State>),
+) -> Tensor<Ad, D> {
+    let out = match op
+        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (y, state) = forward(true);
+            prep.finish(
+                state.expect("a tracked forward returns its backward's state"),
+                y,
+            )
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(false).0),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 fn slice(x: &FlexTensor) -> &[f32] {
@@ -103,18 +131,14 @@ impl Backward<Flex, 1> for GeluOp {
 pub(super) fn gelu_autodiff<const D: usize>(x: Tensor<Ad, D>) -> Tensor<Ad, D> {
     let x = x.into_primitive().tensor();
     let input = contiguous(x.primitive.clone());
-    let out = match GeluOp
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
+    record(GeluOp, [&x], |tracked| {
+        if tracked {
             let (out, derivative) = gelu_forward_with_grad(&input);
-            prep.finish(derivative, out)
+            (out, Some(derivative))
+        } else {
+            (gelu_forward(&input), None)
         }
-        OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&input)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,21 +252,15 @@ pub(super) fn layer_norm_autodiff(
         gamma.into_primitive().tensor(),
         beta.into_primitive().tensor(),
     );
-    let (y, state) = layer_norm_forward(
-        &contiguous(x.primitive.clone()),
-        &contiguous(gamma.primitive.clone()),
-        &contiguous(beta.primitive.clone()),
-        eps,
-    );
-    let out = match LayerNormOp
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(state, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    record(LayerNormOp, [&x, &gamma, &beta], |_| {
+        let (y, state) = layer_norm_forward(
+            &contiguous(x.primitive.clone()),
+            &contiguous(gamma.primitive.clone()),
+            &contiguous(beta.primitive.clone()),
+            eps,
+        );
+        (y, Some(state))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,21 +344,23 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
                 .par_chunks(t * 3 * d)
                 .zip(p.par_chunks(h * t * t)),
         )
-        .for_each(|((dqkv, dout), (qkv, p))| {
-            let mut ds = vec![0.0; t * t];
-            for (head, p) in p.chunks_exact(t * t).enumerate() {
-                let [q, k, v] = qkv_views(qkv, *dims, head);
-                let dout = View::new(&dout[head * hd..], t, hd, d, 1);
-                let pv = View::rows(p, t, t, t);
-                let at = |part: usize| part * d + head * hd;
-                gemm::matmul_into(&mut dqkv[at(2)..], 3 * d, pv.t(), dout, false, false);
-                gemm::matmul_into(&mut ds, t, dout, v.t(), false, false);
-                math::softmax_backward_rows(p, &mut ds, t, scale);
-                let dsv = View::rows(&ds, t, t, t);
-                gemm::matmul_into(&mut dqkv[at(0)..], 3 * d, dsv, k, false, false);
-                gemm::matmul_into(&mut dqkv[at(1)..], 3 * d, dsv.t(), q, false, false);
-            }
-        });
+        .for_each_init(
+            || vec![0.0; t * t],
+            |ds, ((dqkv, dout), (qkv, p))| {
+                for (head, p) in p.chunks_exact(t * t).enumerate() {
+                    let [q, k, v] = qkv_views(qkv, *dims, head);
+                    let dout = View::new(&dout[head * hd..], t, hd, d, 1);
+                    let pv = View::rows(p, t, t, t);
+                    let at = |part: usize| part * d + head * hd;
+                    gemm::matmul_into(&mut dqkv[at(2)..], 3 * d, pv.t(), dout, false, false);
+                    gemm::matmul_into(ds, t, dout, v.t(), false, false);
+                    math::softmax_backward_rows(p, ds, t, scale);
+                    let dsv = View::rows(ds, t, t, t);
+                    gemm::matmul_into(&mut dqkv[at(0)..], 3 * d, dsv, k, false, false);
+                    gemm::matmul_into(&mut dqkv[at(1)..], 3 * d, dsv.t(), q, false, false);
+                }
+            },
+        );
     new_tensor(dqkv, vec![n, t, 3 * d])
 }
 
@@ -377,23 +397,15 @@ pub(super) fn attention_autodiff(qkv: Tensor<Ad, 3>, heads: usize) -> Tensor<Ad,
     let qkv = qkv.into_primitive().tensor();
     let input = contiguous(qkv.primitive.clone());
     let dims = Dims::of(&input, heads);
-    let (out, p) = attention_forward(&input, dims);
-    let out = match AttentionOp
-        .prepare::<NoCheckpointing>([qkv.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(
-            AttentionState {
-                qkv: input,
-                p: std::sync::Arc::new(p),
-                dims,
-            },
-            out,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    record(AttentionOp, [&qkv], |_| {
+        let (out, p) = attention_forward(&input, dims);
+        let state = AttentionState {
+            qkv: input,
+            p: std::sync::Arc::new(p),
+            dims,
+        };
+        (out, Some(state))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,19 +533,11 @@ pub(super) fn linear_autodiff(
         vec![n, t, out],
     );
     let (x_tracked, w_tracked) = (!x.node.requirement.is_none(), !w.node.requirement.is_none());
-    let out = match LinearOp
-        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(
-            LinearState {
-                x: w_tracked.then_some(xs),
-                w: x_tracked.then_some(ws),
-            },
-            y,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    record(LinearOp, [&x, &w, &b], |_| {
+        let state = LinearState {
+            x: w_tracked.then_some(xs),
+            w: x_tracked.then_some(ws),
+        };
+        (y, Some(state))
+    })
 }

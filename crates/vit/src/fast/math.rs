@@ -67,18 +67,28 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
-/// Exact (erf) GELU: `x·Φ(x) = 0.5·x·(1 + erf(x/√2))`.
+/// The standard normal CDF `Φ(x) = 0.5·(1 + erf(x/√2))`.
 #[inline(always)]
-pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+fn cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * FRAC_1_SQRT_2))
 }
 
-/// `d/dx gelu(x) = Φ(x) + x·φ(x)`.
+/// Exact (erf) GELU: `x·Φ(x)`.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    x * cdf(x)
+}
+
+/// `d/dx gelu(x) = Φ(x) + x·φ(x)`, given `Φ(x)` (so a caller that has it pays one erf).
+#[inline(always)]
+fn gelu_grad_with_cdf(x: f32, cdf: f32) -> f32 {
+    cdf + x * (INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x))
+}
+
+/// `d/dx gelu(x)`.
 #[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-    let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
-    cdf + x * pdf
+    gelu_grad_with_cdf(x, cdf(x))
 }
 
 /// Lanes of the reductions: sums run as 16 interleaved partial sums (element `i` goes to lane
@@ -178,10 +188,9 @@ multiversion! {
     /// `out[i] = gelu(x[i])` and `grad[i] = gelu'(x[i])` in one pass (one erf per element).
     pub fn gelu_with_grad_slice(x: &[f32], out: &mut [f32], grad: &mut [f32]) {
         for ((o, g), &v) in out.iter_mut().zip(grad.iter_mut()).zip(x) {
-            let e = erf(v * FRAC_1_SQRT_2);
-            // The same expressions as `gelu` and `gelu_grad`, so the same bits.
-            *o = 0.5 * v * (1.0 + e);
-            *g = 0.5 * (1.0 + e) + v * (INV_SQRT_2PI * exp_nonpositive(-0.5 * v * v));
+            let c = cdf(v);
+            *o = v * c;
+            *g = gelu_grad_with_cdf(v, c);
         }
     }
 }
@@ -191,15 +200,6 @@ multiversion! {
     pub fn mul_slice(a: &[f32], b: &[f32], out: &mut [f32]) {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = x * y;
-        }
-    }
-}
-
-multiversion! {
-    /// `out[i] = grad[i] · gelu'(x[i])`.
-    pub fn gelu_backward_slice(x: &[f32], grad: &[f32], out: &mut [f32]) {
-        for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
-            *o = g * gelu_grad(v);
         }
     }
 }
@@ -384,17 +384,15 @@ mod tests {
             .collect();
         let mut y = vec![0.0; 1000];
         gelu_slice(&x, &mut y);
-        let mut d = vec![0.0; 1000];
-        gelu_backward_slice(&x, &g, &mut d);
         let (mut y2, mut dg) = (vec![0.0; 1000], vec![0.0; 1000]);
         gelu_with_grad_slice(&x, &mut y2, &mut dg);
-        let mut d2 = vec![0.0; 1000];
-        mul_slice(&g, &dg, &mut d2);
+        let mut d = vec![0.0; 1000];
+        mul_slice(&g, &dg, &mut d);
         for i in 0..1000 {
             assert_eq!(y[i].to_bits(), gelu(x[i]).to_bits());
-            assert_eq!(d[i].to_bits(), (g[i] * gelu_grad(x[i])).to_bits());
             assert_eq!(y2[i].to_bits(), y[i].to_bits());
-            assert_eq!(d2[i].to_bits(), d[i].to_bits());
+            assert_eq!(dg[i].to_bits(), gelu_grad(x[i]).to_bits());
+            assert_eq!(d[i].to_bits(), (g[i] * gelu_grad(x[i])).to_bits());
         }
     }
 
