@@ -14,6 +14,8 @@ use std::sync::atomic::AtomicBool;
 
 use advsoup_adapters::{AdaptedVitConfig, AdapterKind, Mode};
 use advsoup_attacks::{Evaluator, ThreatModel};
+/// Set to `1` to allow `--nodes` above 1 (see `advsoup_train::multi_node_allowed`).
+pub use advsoup_train::MULTI_NODE_ENV;
 use advsoup_train::{RunOptions, TrainConfig};
 use advsoup_vit::VitConfig;
 use anyhow::{Context, Result, bail};

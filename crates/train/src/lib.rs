@@ -49,6 +49,7 @@ pub mod step;
 pub use config::{Regime, TrainConfig};
 #[cfg(feature = "collective")]
 pub use parallel::train_parallel;
+pub use parallel::{MULTI_NODE_ENV, multi_node_allowed};
 pub use plan::{Plan, Topology};
 pub use run::{EpochMetrics, FinalReport, RunOptions, RunSummary, final_report, train};
 

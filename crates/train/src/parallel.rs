@@ -7,13 +7,15 @@
 //! multi-node broadcast) and check that they resume from the same step.
 //!
 //! Multi-node status: `--nodes/--node-rank/--coordinator` are wired to burn's global collective
-//! (node 0 runs the orchestrator). On 127.0.0.1 with two processes the nodes register and the
-//! first global all-reduces start, then burn 0.21's global all-reduce stalls (ring and
-//! centralized alike); several devices on one machine work and are tested. Rank 0 alone writes the run directory; resuming a multi-node run needs that directory
+//! (node 0 runs the orchestrator), but stock burn-collective 0.21.0 deadlocks on the second
+//! global all-reduce, so multi-node runs are refused unless `ADVSOUP_ALLOW_MULTI_NODE=1` (see
+//! [`multi_node_allowed`]). Several devices on one machine work and are tested. Every step makes
+//! one all-reduce: the gradients, flattened into one vector, with the step's loss and stop flag.
+//! Rank 0 alone writes the run directory; resuming a multi-node run needs that directory
 //! on a filesystem every node sees. With dropout or drop-path the peers draw their own masks, so
 //! such runs agree in distribution, not bit for bit.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -58,56 +60,59 @@ impl Peer {
         if self.world == 1 {
             return Ok(values.to_vec());
         }
-        #[cfg(feature = "collective")]
-        {
-            use burn::collective::{PeerId, ReduceOperation, all_reduce};
-            use burn::tensor::TensorPrimitive;
-            let v: Vec<f32> = values.iter().map(|x| *x as f32).collect();
-            let t = Tensor::<B, 1>::from_data(TensorData::new(v, [values.len()]), device);
-            let out = all_reduce::<B>(
-                PeerId::from(self.rank),
-                t.into_primitive().tensor(),
-                ReduceOperation::Sum,
-            )
-            .map_err(cerr)?;
-            let out = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(out));
-            Ok(out.into_data().iter::<f32>().map(f64::from).collect())
-        }
-        #[cfg(not(feature = "collective"))]
-        {
-            let _ = device;
-            Err(unsupported())
-        }
+        let flat = self.all_reduce_sum::<B>(vec![scalars::<B>(values, device)])?;
+        Ok(flat.into_data().iter::<f32>().map(f64::from).collect())
     }
 
-    /// The mean of every peer's gradients.
-    #[cfg_attr(
-        not(feature = "collective"),
-        allow(clippy::extra_unused_type_parameters)
-    )]
-    pub(crate) fn mean_grads<B: AutodiffBackend>(
+    /// The mean of every peer's gradients of `module`'s parameters, and the element-wise sums of
+    /// `values` over the peers, in ONE all-reduce: the gradients go flattened into one vector.
+    ///
+    /// One collective call per step instead of one per parameter: a multi-node run pays one
+    /// network round trip, and no tensor is too small for burn's ring (which needs a dimension
+    /// of at least the node count). A parameter whose gradient is missing on one peer but not
+    /// another makes the lengths differ, which burn refuses (shape mismatch), never a silent
+    /// misalignment.
+    pub(crate) fn mean_grads_and_sum<B: AutodiffBackend, M: Module<B>>(
         &self,
-        grads: GradientsParams,
-    ) -> Result<GradientsParams, TrainError> {
+        module: &M,
+        mut grads: GradientsParams,
+        values: &[f64],
+        device: &burn::prelude::Device<B::InnerBackend>,
+    ) -> Result<(GradientsParams, Vec<f64>), TrainError> {
         if self.world == 1 {
-            return Ok(grads);
+            return Ok((grads, values.to_vec()));
         }
-        #[cfg(feature = "collective")]
-        {
-            use burn::collective::{PeerId, ReduceOperation};
-            grads
-                .all_reduce::<B::InnerBackend>(PeerId::from(self.rank), ReduceOperation::Mean)
-                .map_err(cerr)
-        }
-        #[cfg(not(feature = "collective"))]
-        {
-            Err(unsupported())
-        }
+        let mut take = TakeGrads::<B> {
+            grads: &mut grads,
+            taken: Vec::new(),
+            parts: Vec::new(),
+        };
+        module.visit(&mut take);
+        let (taken, mut parts) = (take.taken, take.parts);
+        let grad_len: usize = parts.iter().map(|t| t.dims()[0]).sum();
+        parts.push(scalars::<B::InnerBackend>(values, device));
+        let flat = self.all_reduce_sum::<B::InnerBackend>(parts)?;
+        let sums = flat
+            .clone()
+            .slice(grad_len..)
+            .into_data()
+            .iter::<f32>()
+            .map(f64::from)
+            .collect();
+        let mut put = PutGrads::<B> {
+            grads: &mut grads,
+            taken: &taken,
+            flat: flat.slice(0..grad_len).div_scalar(self.world as f64),
+            offset: 0,
+            next: 0,
+        };
+        module.visit(&mut put);
+        Ok((grads, sums))
     }
 
     /// Every peer gets rank 0's parameters (values only; ids and `require_grad` are kept).
-    /// Rank 0 sends its values and the others zeros into a sum (burn 0.21 has no multi-node
-    /// broadcast), which is exact.
+    /// Rank 0 sends its values and the others zeros into one flattened sum (burn 0.21 has no
+    /// multi-node broadcast), which is exact.
     pub(crate) fn broadcast_module<B: AutodiffBackend, M: Module<B>>(
         &self,
         module: M,
@@ -115,70 +120,136 @@ impl Peer {
         if self.world == 1 {
             return Ok(module);
         }
-        let mut mapper = Broadcast {
-            peer: *self,
-            error: None,
+        let mut gather = GatherParams::<B> {
+            leader: self.leader(),
+            parts: Vec::new(),
         };
-        let module = module.map(&mut mapper);
-        match mapper.error {
-            Some(e) => Err(e),
-            None => Ok(module),
-        }
+        module.visit(&mut gather);
+        let flat = self.all_reduce_sum::<B::InnerBackend>(gather.parts)?;
+        Ok(module.map(&mut ScatterParams::<B> { flat, offset: 0 }))
     }
-}
 
-struct Broadcast {
-    peer: Peer,
-    error: Option<TrainError>,
-}
-
-impl<B: AutodiffBackend> ModuleMapper<B> for Broadcast {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if self.error.is_some() {
-            return param;
-        }
-        let peer = self.peer;
-        let mut error = None;
-        let out = param.map(|t| {
-            let rg = t.is_require_grad();
-            match broadcast_tensor::<B, D>(peer, t.clone().inner()) {
-                Ok(x) => Tensor::from_inner(x).set_require_grad(rg),
-                Err(e) => {
-                    error = Some(e);
-                    t
-                }
+    /// The element-wise sum over all peers of the concatenation of `parts`.
+    ///
+    /// The vector is zero-padded to at least `world` elements: burn's global ring all-reduce
+    /// splits it into one slice per node.
+    fn all_reduce_sum<B: Backend>(
+        &self,
+        parts: Vec<Tensor<B, 1>>,
+    ) -> Result<Tensor<B, 1>, TrainError> {
+        #[cfg(feature = "collective")]
+        {
+            use burn::collective::{PeerId, ReduceOperation, all_reduce};
+            use burn::tensor::TensorPrimitive;
+            let Some(first) = parts.first() else {
+                return Ok(Tensor::empty([0], &Default::default()));
+            };
+            let device = first.device();
+            let len: usize = parts.iter().map(|t| t.dims()[0]).sum();
+            let mut parts = parts;
+            if len < self.world {
+                parts.push(Tensor::zeros([self.world - len], &device));
             }
-        });
-        self.error = error;
-        out
+            let out = all_reduce::<B>(
+                PeerId::from(self.rank),
+                Tensor::cat(parts, 0).into_primitive().tensor(),
+                ReduceOperation::Sum,
+            )
+            .map_err(cerr)?;
+            Ok(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(out)).slice(0..len))
+        }
+        #[cfg(not(feature = "collective"))]
+        {
+            let _ = parts;
+            Err(unsupported())
+        }
     }
 }
 
-#[cfg(feature = "collective")]
-fn broadcast_tensor<B: AutodiffBackend, const D: usize>(
-    peer: Peer,
-    t: Tensor<B::InnerBackend, D>,
-) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-    // burn 0.21's multi-node broadcast is `unimplemented!`; a sum where every peer but rank 0
-    // contributes zeros gives rank 0's values exactly, locally and across nodes.
-    use burn::collective::{PeerId, ReduceOperation, all_reduce};
-    use burn::tensor::TensorPrimitive;
-    let sent = if peer.leader() { t } else { t.zeros_like() };
-    let out = all_reduce::<B::InnerBackend>(
-        PeerId::from(peer.rank),
-        sent.into_primitive().tensor(),
-        ReduceOperation::Sum,
-    )
-    .map_err(cerr)?;
-    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+/// `values` as an f32 vector on `device`.
+fn scalars<B: Backend>(values: &[f64], device: &B::Device) -> Tensor<B, 1> {
+    let v: Vec<f32> = values.iter().map(|x| *x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [values.len()]), device)
 }
 
-#[cfg(not(feature = "collective"))]
-fn broadcast_tensor<B: AutodiffBackend, const D: usize>(
-    _: Peer,
-    _: Tensor<B::InnerBackend, D>,
-) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-    Err(unsupported())
+/// Takes the gradients out, flattened, in the module's parameter order.
+struct TakeGrads<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    taken: Vec<ParamId>,
+    parts: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for TakeGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.taken.push(param.id);
+            self.parts.push(g.flatten::<1>(0, D - 1));
+        }
+    }
+}
+
+/// Puts the reduced gradients back, for the parameters [`TakeGrads`] took, in its order.
+struct PutGrads<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    taken: &'a [ParamId],
+    flat: Tensor<B::InnerBackend, 1>,
+    offset: usize,
+    next: usize,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for PutGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.taken.get(self.next) != Some(&param.id) {
+            return;
+        }
+        self.next += 1;
+        let shape = param.shape();
+        let n = shape.num_elements();
+        let g = self
+            .flat
+            .clone()
+            .slice(self.offset..self.offset + n)
+            .reshape(shape);
+        self.offset += n;
+        self.grads.register::<B::InnerBackend, D>(param.id, g);
+    }
+}
+
+/// Rank 0's parameter values (zeros on the other peers), flattened in the module's order.
+struct GatherParams<B: AutodiffBackend> {
+    leader: bool,
+    parts: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GatherParams<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let v = param.val().inner().flatten::<1>(0, D - 1);
+        self.parts
+            .push(if self.leader { v } else { v.zeros_like() });
+    }
+}
+
+/// Gives every parameter its slice of the summed vector, in [`GatherParams`]' order.
+struct ScatterParams<B: AutodiffBackend> {
+    flat: Tensor<B::InnerBackend, 1>,
+    offset: usize,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for ScatterParams<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let rg = t.is_require_grad();
+            let shape = t.shape();
+            let n = shape.num_elements();
+            let v = self
+                .flat
+                .clone()
+                .slice(self.offset..self.offset + n)
+                .reshape(shape);
+            self.offset += n;
+            Tensor::from_inner(v).set_require_grad(rg)
+        })
+    }
 }
 
 /// Trains on `devices` (this machine's peers, one thread each) of `topology`; returns the summary
@@ -211,13 +282,10 @@ pub fn train_parallel<B: AutodiffBackend>(
     if topology.world() == 1 {
         return crate::run::train::<B>(config, splits, options, &devices[0]);
     }
-    let collective = collective_config(topology)?;
     if topology.nodes > 1 {
-        tracing::warn!(
-            "multi-node training is untested beyond 127.0.0.1, where burn 0.21's global all-reduce \
-             stalled after the first exchanges; prefer one machine with several devices"
-        );
+        multi_node_allowed(std::env::var_os(MULTI_NODE_ENV).as_deref())?;
     }
+    let collective = collective_config(topology)?;
     if topology.nodes > 1 && topology.node_rank == 0 {
         let coordinator = topology.coordinator.as_deref().unwrap_or_default();
         let (_, port) =
@@ -267,6 +335,36 @@ pub fn train_parallel<B: AutodiffBackend>(
         first.get_or_insert(summary);
     }
     first.ok_or_else(|| TrainError::Collective("no peer ran".into()))
+}
+
+/// Set to `1` to train on several nodes with a burn-collective that has the sync fix.
+pub const MULTI_NODE_ENV: &str = "ADVSOUP_ALLOW_MULTI_NODE";
+
+/// Multi-node training is refused unless [`MULTI_NODE_ENV`] is `1`.
+///
+/// burn-collective 0.21.0's global all-reduce deadlocks on its second call, whatever the
+/// strategy: `SyncService::sync` (src/global/node/sync.rs) ends a round by clearing a *copy* of
+/// its list of synced peers (`lock().to_vec()` then `clear()`), so the shared list only grows
+/// and no later round ever sees exactly one entry per node. Measured on 127.0.0.1 with two
+/// processes: the first all-reduce completes, the second waits forever. With that one line
+/// changed to clear the shared list, two nodes train the one-device model (README, "Several
+/// machines"). Refusing up front beats a run that hangs after one step.
+pub fn multi_node_allowed(env: Option<&std::ffi::OsStr>) -> Result<(), TrainError> {
+    if env.is_some_and(|v| v == "1") {
+        tracing::warn!(
+            "{MULTI_NODE_ENV}=1: multi-node training assumes a burn-collective whose global \
+             all-reduce can run more than once (stock 0.21.0 deadlocks on the second call)"
+        );
+        return Ok(());
+    }
+    Err(TrainError::Invalid {
+        field: "--nodes".into(),
+        message: format!(
+            "burn-collective 0.21.0's global all-reduce deadlocks on its second call \
+             (SyncService::sync clears a copy of its peer list); use --devices on one machine, \
+             or set {MULTI_NODE_ENV}=1 with a patched burn-collective (README, \"Several machines\")"
+        ),
+    })
 }
 
 #[cfg(feature = "collective")]
@@ -387,6 +485,16 @@ batch_size = 8
 "#;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         TrainConfig::parse(text, "dp.toml".as_ref(), &extra).expect("config")
+    }
+
+    #[test]
+    fn several_nodes_need_the_explicit_opt_in() {
+        use std::ffi::OsStr;
+        for env in [None, Some(OsStr::new("0")), Some(OsStr::new("yes"))] {
+            let e = multi_node_allowed(env).expect_err("refused").to_string();
+            assert!(e.contains("--nodes") && e.contains(MULTI_NODE_ENV), "{e}");
+        }
+        multi_node_allowed(Some(OsStr::new("1"))).expect("opted in");
     }
 
     fn assert_same_curve(a: &crate::RunSummary, b: &crate::RunSummary, what: &str) {

@@ -730,9 +730,13 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
             loss /= plan.accumulation as f64;
             let mut interrupted = options.stop.load(Ordering::SeqCst);
             if peer.world > 1 {
-                grads = peer.mean_grads::<B>(grads)?;
-                let r =
-                    peer.sum::<B::InnerBackend>(&[loss, f64::from(u8::from(interrupted))], device)?;
+                let (g, r) = peer.mean_grads_and_sum::<B, _>(
+                    &module,
+                    grads,
+                    &[loss, f64::from(u8::from(interrupted))],
+                    device,
+                )?;
+                grads = g;
                 loss = r[0] / peer.world as f64;
                 interrupted = r[1] > 0.0;
             }
