@@ -14,6 +14,7 @@
 # 2. `advsoup bench --device cuda`, ViT-B/16 at 224, batch 64, PGD-2 co-training step, next to
 #    crates/bench/reference/torch_bench.py on the same GPU; GPU memory of each process sampled
 #    with nvidia-smi (peak minus the idle reading).
+# 3. With BF16=1, the advsoup bench again with `--precision bf16` (mixed precision).
 #
 # Measured on an H200 (2026-11-26, see the issue notes): the first calls of every new shape
 # compile CubeCL kernels, and that dominated everything: the tiny run did not finish in 150 s
@@ -145,4 +146,11 @@ for k in ours.keys() | theirs.keys():
     ratio = f"{a / t:.2f}x" if a and t else "-"
     print(f"| {k} | {a or '-'} | {t or '-'} | {ratio} |")
 PY
+
+# -- 3. the same bench with mixed precision (bf16 compute, f32 master weights), if asked:
+#    BF16=1 (its kernels compile anew: give it the time of a first run)
+if [ "${BF16:-0}" = 1 ]; then
+  with_memory advsoup-bf16 timeout ${CUDA_BENCH_LIMIT:-900} "$BIN" bench --device cuda --preset vitb16 \
+    --batch "$BATCH" --steps 2 --warmup 2 --iters 5 --precision bf16 --json "$OUT/advsoup-bench-bf16.json"
+fi
 exit $agree

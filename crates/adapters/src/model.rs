@@ -6,6 +6,7 @@ use advsoup_vit::{
 use burn::module::{Initializer, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use crate::kind::AdapterKind;
 
@@ -340,7 +341,8 @@ fn mix3<B: Backend>(
             mixed.expand([batch, a, b])
         }
         Route::PerSample(w) => {
-            let w = w.clone().reshape([batch, 1, 1]);
+            // The weights are f32; a bf16 compute copy (mixed precision) mixes in bf16.
+            let w = w.clone().cast(clean.dtype()).reshape([batch, 1, 1]);
             let one_minus = w.clone().neg() + 1.0;
             clean * w + adv * one_minus
         }
@@ -419,13 +421,16 @@ impl<B: Backend> DomainHooks<B> for Routed<'_, B> {
             Some(0.0) => return advsoup_vit::fast::layer_norm(adv, x),
             _ => {}
         }
+        // Normalized in f32 (a no-op cast in f32 runs; mixed precision keeps LayerNorm in f32).
+        let (dtype, f32) = (x.dtype(), FloatDType::F32);
         let [n, _, _] = x.dims();
         let gamma = mix3(row(norm.gamma.val()), row(adv.gamma.val()), self.route, n);
-        let y = normalize(x, self.adapter.ln_eps) * gamma;
-        match (&norm.beta, &adv.beta) {
-            (Some(bc), Some(ba)) => y + mix3(row(bc.val()), row(ba.val()), self.route, n),
+        let y = normalize(x.cast(f32), self.adapter.ln_eps) * gamma.cast(f32);
+        let y = match (&norm.beta, &adv.beta) {
+            (Some(bc), Some(ba)) => y + mix3(row(bc.val()), row(ba.val()), self.route, n).cast(f32),
             _ => y,
-        }
+        };
+        y.cast(dtype)
     }
 
     fn linear(&self, site: LinearSite, linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {

@@ -453,3 +453,90 @@ fn saved_files_do_not_depend_on_header_order() {
         m.forward_mode(x, Mode::Adversarial).into_data()
     );
 }
+
+/// Mixed precision with every adapter: a bf16 compute copy routes a mixed clean/adversarial
+/// batch (and a soup) with f32 logits close to the f32 model's, and the gradients land on the
+/// f32 master parameters as f32. As in a training step, each forward gets a fresh copy and one
+/// backward (burn's backward consumes the graph, the copy's casts included).
+#[test]
+fn bf16_compute_copies_route_like_the_f32_model() {
+    use advsoup_vit::Precision;
+    use burn::module::AutodiffModule;
+    use burn::tensor::DType;
+    type Ad = Autodiff<TestBackend>;
+    for kind in ALL {
+        let master = AdaptedVit::<Ad>::from_inner_model(model(kind, 3));
+        let device = Default::default();
+        let x = input(4, 4);
+        for route in [
+            Route::<Ad>::split(2, 2, &device),
+            Route::Uniform(0.3),
+            Route::mode(Mode::Adversarial),
+        ] {
+            let inner_route = match &route {
+                Route::Uniform(w) => Route::Uniform(*w),
+                Route::PerSample(w) => Route::PerSample(w.clone().inner()),
+            };
+            let y32 = master.valid().forward(x.clone(), &inner_route);
+            let half = Precision::Bf16.cast(master.clone());
+            let y16 = half.forward(Tensor::from_inner(x.clone()), &route);
+            assert_eq!(y16.dtype(), DType::F32, "{kind}");
+            let scale = y32.clone().abs().max().into_scalar().max(1e-3);
+            let diff = (y32 - y16.clone().inner()).abs().max().into_scalar();
+            assert!(
+                diff / scale < 0.05,
+                "{kind}: logits differ by {diff} (scale {scale})"
+            );
+            let grads = y16.sum().backward();
+            let mut seen = GradDtypes {
+                grads: &grads,
+                f32: 0,
+                other: 0,
+            };
+            master.visit(&mut seen);
+            assert!(
+                seen.f32 > 0 && seen.other == 0,
+                "{kind}: {} / {}",
+                seen.f32,
+                seen.other
+            );
+        }
+    }
+}
+
+trait FromInnerModel {
+    fn from_inner_model(m: AdaptedVit<TestBackend>) -> Self;
+}
+
+impl FromInnerModel for AdaptedVit<Autodiff<TestBackend>> {
+    fn from_inner_model(m: AdaptedVit<TestBackend>) -> Self {
+        struct Track;
+        impl ModuleMapper<Autodiff<TestBackend>> for Track {
+            fn map_float<const D: usize>(
+                &mut self,
+                p: Param<Tensor<Autodiff<TestBackend>, D>>,
+            ) -> Param<Tensor<Autodiff<TestBackend>, D>> {
+                p.map(|t| t.set_require_grad(true))
+            }
+        }
+        <Self as burn::module::AutodiffModule<Autodiff<TestBackend>>>::from_inner(m).map(&mut Track)
+    }
+}
+
+struct GradDtypes<'a> {
+    grads: &'a <Autodiff<TestBackend> as burn::tensor::backend::AutodiffBackend>::Gradients,
+    f32: usize,
+    other: usize,
+}
+
+impl burn::module::ModuleVisitor<Autodiff<TestBackend>> for GradDtypes<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Autodiff<TestBackend>, D>>) {
+        if let Some(g) = p.val().grad(self.grads) {
+            if g.dtype() == burn::tensor::DType::F32 {
+                self.f32 += 1;
+            } else {
+                self.other += 1;
+            }
+        }
+    }
+}

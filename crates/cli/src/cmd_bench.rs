@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// profile one of them.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Compute precision of the measured steps: f32, or bf16 (mixed precision: f32 master
+    /// weights, bf16 compute; for GPUs, burn's CPU backend converts bf16 through f32).
+    #[arg(long, default_value = "f32", value_parser = advsoup_vit::Precision::parse)]
+    pub precision: advsoup_vit::Precision,
     /// Internal: run one PGD-K attack and print its memory record as JSON.
     #[arg(long, hide = true)]
     pub memory_child: Option<usize>,
@@ -170,6 +174,7 @@ struct Opts {
     lr: f64,
     /// Steps to measure (all when empty).
     only: Vec<String>,
+    precision: advsoup_vit::Precision,
 }
 
 impl Opts {
@@ -264,7 +269,7 @@ fn bench_preset<B: AutodiffBackend>(
 
     if o.wants("forward") {
         eprintln!("bench {}: forward", p.name);
-        let inner = model.valid();
+        let inner = o.precision.cast(model.valid());
         let x = batch.images.clone().inner();
         records.push(measure("forward", n, o.warmup, o.iters, || {
             settle(inner.forward_mode(x.clone(), Mode::Clean));
@@ -273,7 +278,7 @@ fn bench_preset<B: AutodiffBackend>(
 
     if p.train && o.wants("train_step") {
         eprintln!("bench {}: train_step", p.name);
-        let config = StepConfig::new(0.5, &o.pgd(o.steps))?;
+        let config = StepConfig::new(0.5, &o.pgd(o.steps))?.with_precision(o.precision);
         records.push(regime_record(
             "train_step",
             Nominal::wrap(model.clone(), config),
@@ -286,13 +291,13 @@ fn bench_preset<B: AutodiffBackend>(
         eprintln!("bench {}: pgd_step", p.name);
         let one = StepConfig::new(0.5, &o.pgd(1))?;
         records.push(measure("pgd_step", n, o.warmup, o.iters, || {
-            settle(craft(&model, &one.attack, &batch));
+            settle(craft(&model, &one.attack, o.precision, &batch));
         }));
     }
 
     if p.train && o.wants("co_training_step") {
         eprintln!("bench {}: co_training_step (K = {})", p.name, o.steps);
-        let config = StepConfig::new(0.5, &o.pgd(o.steps))?;
+        let config = StepConfig::new(0.5, &o.pgd(o.steps))?.with_precision(o.precision);
         records.push(regime_record(
             "co_training_step",
             CoTraining::wrap(model, config),
@@ -325,7 +330,7 @@ fn memory_child<B: AutodiffBackend>(
     let batch = batch::<B>(p, n, device);
     let attack = StepConfig::new(0.5, &o.pgd(k))?.attack;
     let before = memory::rss_bytes().context("reading VmRSS from /proc/self/status")?;
-    settle(craft(&model, &attack, &batch));
+    settle(craft(&model, &attack, o.precision, &batch));
     let peak = memory::peak_rss_bytes().context("reading VmHWM from /proc/self/status")?;
     Ok(MemoryRecord {
         name: "pgd".into(),
@@ -356,6 +361,7 @@ fn spawn_memory_child(p: &Preset, n: usize, k: usize, args: &BenchArgs) -> Resul
         .arg(n.to_string())
         .arg("--device")
         .arg(device_name(args.device))
+        .args(["--precision", args.precision.name()])
         .arg("--memory-child")
         .arg(k.to_string())
         .output()
@@ -388,6 +394,7 @@ fn opts(args: &BenchArgs) -> Opts {
         step_size: 2.0 / 255.0,
         lr: 1e-4,
         only: args.only.clone(),
+        precision: args.precision,
     }
 }
 
@@ -417,7 +424,11 @@ fn bench_all<B: AutodiffBackend>(
     }
     Ok(BenchReport {
         tool: "advsoup".into(),
-        device: device_label.into(),
+        // The compute precision travels with the device ("cuda:0 bf16"); f32 is unmarked.
+        device: match args.precision {
+            advsoup_vit::Precision::F32 => device_label.into(),
+            p => format!("{device_label} {p}"),
+        },
         threads: threads(),
         presets,
     })

@@ -283,6 +283,12 @@ pub struct OptimSection {
     /// Clip the global gradient norm to this value (0 = off).
     #[serde(default)]
     pub grad_clip: f32,
+    /// Compute precision of the training step: `"f32"`, or `"bf16"` (mixed precision: f32
+    /// master weights and optimizer; forward, backward and the attack in bf16, with LayerNorm,
+    /// softmax, logits, losses and the attack's gradient sign in f32). For GPUs; burn's CPU
+    /// backend runs bf16 through f32 conversions and is slower.
+    #[serde(default = "precision")]
+    pub precision: String,
 }
 
 fn beta1() -> f32 {
@@ -290,6 +296,9 @@ fn beta1() -> f32 {
 }
 fn beta2() -> f32 {
     0.999
+}
+fn precision() -> String {
+    "f32".into()
 }
 
 /// Final evaluation on the test split.
@@ -454,6 +463,12 @@ impl TrainConfig {
         Ok(v)
     }
 
+    /// The training step's compute precision (`optim.precision`).
+    pub fn precision(&self) -> Result<advsoup_vit::Precision, TrainError> {
+        advsoup_vit::Precision::parse(&self.optim.precision)
+            .map_err(|m| invalid("optim.precision", m))
+    }
+
     /// Rejects values that cannot give a meaningful run, naming the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.name.is_empty()
@@ -473,6 +488,7 @@ impl TrainConfig {
         }
         let vit = self.vit()?;
         self.validate_sizes(&vit)?;
+        self.precision()?;
         for (field, a) in [
             ("attack.train", &self.attack.train),
             ("attack.eval", &self.attack.eval),

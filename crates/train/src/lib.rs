@@ -369,4 +369,52 @@ batch_size = 8
         );
         assert_eq!(a.table(), b.table());
     }
+
+    /// `optim.precision = "bf16"`: the run trains (co-training, attack included) with losses
+    /// close to the f32 run's, and what it saves is the f32 master weights.
+    #[test]
+    fn a_bf16_run_follows_the_f32_run_and_keeps_f32_weights() {
+        let _rng = test_support::serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        tree(dir.path(), "train", 10);
+        tree(dir.path(), "val", 3);
+        let device = Default::default();
+        let mut runs = Vec::new();
+        for precision in ["f32", "bf16"] {
+            let mut cfg = config(dir.path(), false);
+            cfg.optim.precision = precision.into();
+            cfg.validate().expect("valid");
+            let splits = load_data(&cfg, false).expect("data");
+            let out = dir.path().join(format!("runs-{precision}"));
+            let run = train::<Autodiff<Flex>>(&cfg, &splits, &RunOptions::new(out), &device)
+                .expect("train");
+            runs.push(run);
+        }
+        let (f32_run, bf16_run) = (&runs[0], &runs[1]);
+        assert_eq!(bf16_run.step_losses.len(), 2);
+        for (a, b) in f32_run.step_losses.iter().zip(&bf16_run.step_losses) {
+            assert!(
+                b.is_finite() && (a - b).abs() <= 0.02 * a.abs().max(1.0),
+                "{a} vs {b}"
+            );
+        }
+        // bf16 really computed: its losses round differently from f32's.
+        assert_ne!(f32_run.step_losses, bf16_run.step_losses);
+        let bytes = std::fs::read(bf16_run.dir.join("model.safetensors")).expect("model");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let dtypes: Vec<_> = st.tensors().into_iter().map(|(_, t)| t.dtype()).collect();
+        assert!(!dtypes.is_empty());
+        assert!(
+            dtypes.iter().all(|d| *d == safetensors::Dtype::F32),
+            "{dtypes:?}"
+        );
+
+        let mut cfg = config(dir.path(), false);
+        cfg.optim.precision = "f16".into();
+        let e = cfg.validate().expect_err("f16 refused").to_string();
+        assert!(
+            e.contains("optim.precision") && e.contains("loss scaling"),
+            "{e}"
+        );
+    }
 }

@@ -186,6 +186,8 @@ pub struct Plan {
     pub attack_passes_per_step: usize,
     /// EMA decay (0 = off).
     pub ema_decay: f64,
+    /// Compute precision of the step.
+    pub precision: advsoup_vit::Precision,
 }
 
 impl Plan {
@@ -288,6 +290,7 @@ impl Plan {
             passes_per_step: attack_passes + domains * n,
             attack_passes_per_step: attack_passes,
             ema_decay: o.ema_decay,
+            precision: config.precision()?,
         })
     }
 
@@ -405,6 +408,13 @@ impl fmt::Display for Plan {
         )?;
         if self.ema_decay > 0.0 {
             writeln!(f, "  ema: decay {} every step", self.ema_decay)?;
+        }
+        match self.precision {
+            advsoup_vit::Precision::F32 => writeln!(f, "  precision: f32")?,
+            p => writeln!(
+                f,
+                "  precision: {p} compute, f32 master weights, optimizer, losses and attack sign"
+            )?,
         }
         Ok(())
     }

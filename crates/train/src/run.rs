@@ -591,8 +591,9 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
         })?
         .map(&mut Renumber { next: 0 })
     };
-    let step_config =
-        StepConfig::new(config.alpha, &config.attack.train).map_err(TrainError::Attack)?;
+    let step_config = StepConfig::new(config.alpha, &config.attack.train)
+        .map_err(TrainError::Attack)?
+        .with_precision(config.precision()?);
     let o = &config.optim;
     let mut adamw = AdamWConfig::new()
         .with_beta_1(o.beta1)

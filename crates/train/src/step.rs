@@ -3,6 +3,7 @@
 
 use advsoup_adapters::{AdaptedVit, Mode, Route};
 use advsoup_attacks::{Pgd, PgdConfig, Selection, ThreatModel};
+use advsoup_vit::Precision;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -50,6 +51,9 @@ pub struct StepConfig {
     pub alpha: f64,
     /// The training attack.
     pub attack: Pgd,
+    /// Compute precision of the forward/backward passes and the attack (the model's own
+    /// parameters stay f32).
+    pub precision: Precision,
 }
 
 impl StepConfig {
@@ -60,8 +64,26 @@ impl StepConfig {
             .with_random_start(pgd.random_start)
             .with_select(Selection::Last)
             .init()?;
-        Ok(Self { alpha, attack })
+        Ok(Self {
+            alpha,
+            attack,
+            precision: Precision::F32,
+        })
     }
+
+    /// The same with another compute precision.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+}
+
+/// The model a step computes with: `model` itself in f32, else a copy whose parameters are cast
+/// on the graph (gradients flow back to `model`'s f32 parameters).
+fn compute_copy<B: AutodiffBackend>(
+    model: &AdaptedVit<B>,
+    precision: Precision,
+) -> Option<AdaptedVit<B>> {
+    (precision != Precision::F32).then(|| precision.cast(model.clone()))
 }
 
 /// Cross-entropy against target distributions, averaged over the batch.
@@ -86,12 +108,17 @@ pub trait Regime<B: AutodiffBackend>:
 
 /// Crafts x_adv against the robust mode of a frozen, deterministic copy of `model`: only the
 /// input is on the autodiff graph, and x_adv stays on the inner backend.
+///
+/// Under mixed precision the copy is cast once per call; the pixels, the perturbation and the
+/// input gradient stay f32 (the model casts its input and returns f32 logits), so the gradient's
+/// sign, the step and the projection are computed in f32.
 pub fn craft<B: AutodiffBackend>(
     model: &AdaptedVit<B>,
     attack: &Pgd,
+    precision: Precision,
     batch: &TrainBatch<B>,
 ) -> Tensor<B, 4> {
-    let frozen = AdaptedVit::<B>::from_inner(model.valid())
+    let frozen = AdaptedVit::<B>::from_inner(precision.cast(model.valid()))
         .deterministic()
         .no_grad();
     let route = Route::mode(Mode::Adversarial);
@@ -149,6 +176,9 @@ macro_rules! regime {
 
         impl<B: AutodiffBackend> Regime<B> for $name<B> {
             fn wrap(model: AdaptedVit<B>, config: StepConfig) -> Self {
+                // Initialized once here: a lazy parameter would be initialized anew in every
+                // clone (the attack's and mixed precision's copies).
+                let model = advsoup_vit::materialize(model);
                 Self { model, config: Some(config) }
             }
             fn model(&self) -> &AdaptedVit<B> {
@@ -190,7 +220,9 @@ impl<B: AutodiffBackend> TrainStep for Nominal<B> {
 
     fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
         let n = batch.images.dims()[0];
-        let logits = self.model.forward_mode(batch.images, Mode::Clean);
+        let copy = compute_copy(&self.model, self.step_config().precision);
+        let model = copy.as_ref().unwrap_or(&self.model);
+        let logits = model.forward_mode(batch.images, Mode::Clean);
         finish(self, soft_cross_entropy(logits, batch.soft_targets), n)
     }
 }
@@ -201,8 +233,11 @@ impl<B: AutodiffBackend> TrainStep for Adversarial<B> {
 
     fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
         let n = batch.images.dims()[0];
-        let x_adv = craft(&self.model, &self.step_config().attack, &batch);
-        let logits = self.model.forward_mode(x_adv, Mode::Adversarial);
+        let config = self.step_config();
+        let x_adv = craft(&self.model, &config.attack, config.precision, &batch);
+        let copy = compute_copy(&self.model, config.precision);
+        let model = copy.as_ref().unwrap_or(&self.model);
+        let logits = model.forward_mode(x_adv, Mode::Adversarial);
         finish(self, soft_cross_entropy(logits, batch.soft_targets), n)
     }
 }
@@ -213,14 +248,17 @@ impl<B: AutodiffBackend> TrainStep for CoTraining<B> {
 
     fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
         let n = batch.images.dims()[0];
-        let alpha = self.step_config().alpha;
-        let x_adv = craft(&self.model, &self.step_config().attack, &batch);
+        let config = self.step_config();
+        let x_adv = craft(&self.model, &config.attack, config.precision, &batch);
         let device = batch.images.device();
         let mixed = Tensor::cat(vec![batch.images, x_adv], 0);
-        let logits = self.model.forward(mixed, &Route::split(n, n, &device));
+        let copy = compute_copy(&self.model, config.precision);
+        let model = copy.as_ref().unwrap_or(&self.model);
+        let logits = model.forward(mixed, &Route::split(n, n, &device));
         let classes = logits.dims()[1];
         let clean = logits.clone().slice([0..n, 0..classes]);
         let adv = logits.slice([n..2 * n, 0..classes]);
+        let alpha = config.alpha;
         let loss = soft_cross_entropy(clean, batch.soft_targets.clone()) * alpha
             + soft_cross_entropy(adv, batch.soft_targets) * (1.0 - alpha);
         finish(self, loss, 2 * n)

@@ -32,10 +32,12 @@ pub mod fast;
 mod hooks;
 pub mod io;
 mod model;
+mod precision;
 
 pub use config::{VitConfig, VitConfigError};
 pub use hooks::{DomainHooks, LinearSite, NoHooks, NormSite};
 pub use model::{Attention, Block, DropPath, Mlp, PatchEmbed, Vit, linear_tokens};
+pub use precision::{Precision, materialize};
 
 #[cfg(test)]
 mod tests {

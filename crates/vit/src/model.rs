@@ -4,7 +4,7 @@ use burn::module::{Initializer, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use burn::tensor::{Distribution, FloatDType};
 
 use crate::config::{VitConfig, VitConfigError};
 use crate::hooks::{DomainHooks, LinearSite, NoHooks, NormSite};
@@ -33,7 +33,8 @@ impl DropPath {
         let [n, _, _] = x.dims();
         let mask =
             Tensor::<B, 3>::random([n, 1, 1], Distribution::Bernoulli(keep), &x.device()) / keep;
-        x * mask
+        let dtype = x.dtype();
+        x * mask.cast(dtype)
     }
 }
 
@@ -333,7 +334,8 @@ impl<B: Backend> Vit<B> {
     /// - x: `[batch, in_chans, img_size, img_size]` -> `[batch, num_classes]`
     pub fn forward_with<H: DomainHooks<B>>(&self, x: Tensor<B, 4>, hooks: &H) -> Tensor<B, 2> {
         let features = self.forward_features(x, hooks);
-        self.forward_head(features, hooks)
+        // f32 logits whatever the compute dtype: losses and attack gradients are f32.
+        self.forward_head(features, hooks).cast(FloatDType::F32)
     }
 
     /// Normalized token sequence after the final norm (class token first).
@@ -368,7 +370,10 @@ impl<B: Backend> Vit<B> {
             "vit: input is {hh}x{ww}, which does not give the model's {} patches",
             tokens - 1
         );
+        // Pixels are normalized in f32, then take the weights' dtype (bf16 under mixed
+        // precision: `Precision`).
         let x = (x - self.mean.clone()) * self.inv_std.clone();
+        let x = x.cast(self.patch_embed.proj.weight.val().dtype());
         let x = self.patch_embed.forward(x);
         let cls = hooks.cls_token(&self.cls_token, n);
         let x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();

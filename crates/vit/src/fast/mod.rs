@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::{Autodiff, Flex};
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn::tensor::activation;
+use burn::tensor::{DType, FloatDType};
 
 type Ad = Autodiff<Flex>;
 
@@ -111,6 +111,9 @@ pub fn linear<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
 /// # Shapes
 /// - x: `[batch, tokens, dim]` -> same
 pub fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if crate::precision::is_half(x.dtype()) {
+        return layer_norm_f32(norm, x);
+    }
     let Some(beta) = norm.beta.as_ref() else {
         return norm.forward(x);
     };
@@ -135,6 +138,27 @@ pub fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B,
         Ok(x) => uncast(flex::layer_norm_inner(x, uncast(gamma), uncast(beta), eps)),
         Err(x) => norm.forward(x),
     }
+}
+
+/// LayerNorm of a 16-bit `x` with statistics and affine in f32, returned in `x`'s dtype (mixed
+/// precision keeps normalization in f32, as autocast does).
+fn layer_norm_f32<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let Some(eps) = epsilon_of(norm) else {
+        return norm.forward(x);
+    };
+    let dtype = x.dtype();
+    let d = x.dims()[2];
+    let x = x.cast(FloatDType::F32);
+    let mean = x.clone().mean_dim(2);
+    let centered = x - mean;
+    let var = centered.clone().powi_scalar(2).mean_dim(2);
+    let y = centered / (var + eps).sqrt();
+    let y = y * norm.gamma.val().cast(FloatDType::F32).reshape([1, 1, d]);
+    let y = match &norm.beta {
+        Some(beta) => y + beta.val().cast(FloatDType::F32).reshape([1, 1, d]),
+        None => y,
+    };
+    y.cast(dtype)
 }
 
 /// ε of a LayerNorm. burn 0.21 keeps the field private but shows it in the module's Display
@@ -185,7 +209,13 @@ pub fn attention_reference<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> Tenso
     let scores = q
         .matmul(k.swap_dims(3, 4))
         .mul_scalar((hd as f64).powf(-0.5));
-    let attn = activation::softmax(scores, 4);
+    // 16-bit scores take their softmax in f32 (mixed precision), then go back.
+    let dtype = scores.dtype();
+    let attn = if crate::precision::is_half(dtype) {
+        activation::softmax(scores.cast(FloatDType::F32), 4).cast(dtype)
+    } else {
+        activation::softmax(scores, 4)
+    };
     attn.matmul(v).permute([1, 3, 0, 2, 4]).reshape([n, t, d])
 }
 
