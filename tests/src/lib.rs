@@ -4,6 +4,46 @@
 
 use std::path::{Path, PathBuf};
 
+use advsoup_cli::{Cli, run};
+use clap::Parser;
+
+/// `advsoup <args>` through the cli's library API, in this process.
+///
+/// # Errors
+/// What the command returns.
+pub fn cli(args: &[&str]) -> anyhow::Result<()> {
+    run(Cli::try_parse_from(
+        std::iter::once("advsoup").chain(args.iter().copied()),
+    )?)
+}
+
+/// `advsoup train --quiet --config <config> --runs-dir <runs> <extra>`, in this process.
+///
+/// # Errors
+/// What the command returns.
+pub fn train(config: &Path, runs: &Path, extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().expect("utf8"),
+        "--runs-dir",
+        runs.to_str().expect("utf8"),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+/// burn seeds ONE global generator per backend (`B::seed`), so trainings running on parallel
+/// test threads of one process would interleave their draws. Every test that trains holds this
+/// lock for its whole body, so each run owns the generator as it does in a real process.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`BACKEND_RNG`] (a panicked holder does not poison it for the others).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Writes a small Fashion-MNIST-shaped IDX dataset (28x28, 10 classes) whose classes are
 /// learnable: class c has a bright horizontal band at row 2c.
 ///

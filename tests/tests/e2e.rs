@@ -3,37 +3,7 @@
 
 use std::path::Path;
 
-use advsoup_cli::{Cli, run};
-use advsoup_e2e::{tiny_config, write_idx};
-use clap::Parser;
-
-fn cli(args: &[&str]) -> anyhow::Result<()> {
-    run(Cli::try_parse_from(
-        std::iter::once("advsoup").chain(args.iter().copied()),
-    )?)
-}
-
-/// burn seeds ONE global generator per backend (`B::seed`), so trainings running on parallel
-/// test threads of this process would interleave their draws. Every test that trains holds this
-/// lock for its whole body, so each run owns the generator as it does in a real process.
-static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn train(config: &Path, runs: &Path, extra: &[&str]) -> anyhow::Result<()> {
-    let mut args = vec![
-        "train",
-        "--config",
-        config.to_str().expect("utf8"),
-        "--runs-dir",
-        runs.to_str().expect("utf8"),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    cli(&args)
-}
+use advsoup_e2e::{cli, serial, tiny_config, train, write_idx};
 
 #[test]
 fn smoke_one_co_training_step_then_evaluation() {

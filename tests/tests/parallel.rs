@@ -2,23 +2,9 @@
 //! without data, and `--devices 2` (two data-parallel peers on the CPU, gradients all-reduced by
 //! burn's collective) trains the same model as one device with the same global batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use advsoup_cli::{Cli, run};
-use clap::Parser;
-
-fn cli(args: &[&str]) -> anyhow::Result<()> {
-    run(Cli::try_parse_from(
-        std::iter::once("advsoup").chain(args.iter().copied()),
-    )?)
-}
-
-/// Trainings in this process share burn's per-backend generator: hold this while training.
-static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
+use advsoup_e2e::{cli, serial, train, write_idx};
 
 fn imagenet_config() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,42 +14,7 @@ fn imagenet_config() -> String {
         .to_string()
 }
 
-/// A Fashion-MNIST-shaped IDX set (28x28, 10 classes, class c has a band at row 2c + 4).
-fn write_idx(dir: &Path, train: usize, test: usize) {
-    let d = dir.join("fashion-mnist");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    let images = |n: usize, salt: usize| {
-        let mut v = vec![0u8, 0, 8, 3];
-        for x in [n as u32, 28, 28] {
-            v.extend_from_slice(&x.to_be_bytes());
-        }
-        for i in 0..n {
-            for r in 0..28 {
-                for c in 0..28 {
-                    let noise = ((i * 31 + r * 7 + c * 13 + salt) % 17) as u8;
-                    v.push(if r / 2 == i % 10 + 2 {
-                        200 + noise
-                    } else {
-                        noise * 3
-                    });
-                }
-            }
-        }
-        v
-    };
-    let labels = |n: usize| {
-        let mut v = vec![0u8, 0, 8, 1];
-        v.extend_from_slice(&(n as u32).to_be_bytes());
-        v.extend((0..n).map(|i| (i % 10) as u8));
-        v
-    };
-    std::fs::write(d.join("train-images-idx3-ubyte"), images(train, 0)).expect("write");
-    std::fs::write(d.join("train-labels-idx1-ubyte"), labels(train)).expect("write");
-    std::fs::write(d.join("t10k-images-idx3-ubyte"), images(test, 5)).expect("write");
-    std::fs::write(d.join("t10k-labels-idx1-ubyte"), labels(test)).expect("write");
-}
-
-fn tiny_config(dir: &Path, data: &Path) -> String {
+fn tiny_config(dir: &Path, data: &Path) -> PathBuf {
     let text = format!(
         r#"
 name = "tiny"
@@ -117,7 +68,7 @@ batch_size = 32
     );
     let path = dir.join("tiny.toml");
     std::fs::write(&path, text).expect("write config");
-    path.to_str().expect("utf8").to_string()
+    path
 }
 
 #[test]
@@ -214,20 +165,6 @@ fn assert_same_run(one: &Path, other: &Path) {
     }
 }
 
-/// `advsoup train` on the tiny config into `runs`, in this process.
-fn train_here(config: &str, runs: &Path, extra: &[&str]) -> anyhow::Result<()> {
-    let mut args = vec![
-        "train",
-        "--config",
-        config,
-        "--runs-dir",
-        runs.to_str().expect("utf8"),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    cli(&args)
-}
-
 #[test]
 fn two_cpu_peers_train_the_one_device_model() {
     let _rng = serial();
@@ -236,8 +173,8 @@ fn two_cpu_peers_train_the_one_device_model() {
     write_idx(&data, 84, 30);
     let config = tiny_config(tmp.path(), &data);
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    train_here(&config, &one, &["--devices", "1"]).expect("one device");
-    train_here(&config, &two, &["--devices", "2"]).expect("two peers");
+    train(&config, &one, &["--devices", "1"]).expect("one device");
+    train(&config, &two, &["--devices", "2"]).expect("two peers");
     assert_same_run(&one, &two);
     let run_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(two.join("tiny/run.json")).expect("run.json"))
@@ -257,9 +194,11 @@ fn free_ports() -> u16 {
 }
 
 /// One node of a 2-node run on 127.0.0.1, as its own process.
-fn node(config: &str, runs: &Path, rank: usize, port: u16) -> std::process::Command {
+fn node(config: &Path, runs: &Path, rank: usize, port: u16) -> std::process::Command {
     let mut c = std::process::Command::new(BIN);
-    c.args(["train", "--quiet", "--config", config, "--runs-dir"])
+    c.args(["train", "--quiet", "--config"])
+        .arg(config)
+        .arg("--runs-dir")
         .arg(runs)
         .args(["--nodes", "2", "--node-rank", &rank.to_string()])
         .args(["--coordinator", &format!("127.0.0.1:{port}")])
@@ -307,7 +246,7 @@ fn two_nodes_on_localhost_train_the_one_device_model() {
     write_idx(&data, 84, 30);
     let config = tiny_config(tmp.path(), &data);
     let (one, nodes) = (tmp.path().join("one"), tmp.path().join("nodes"));
-    train_here(&config, &one, &["--devices", "1"]).expect("one device");
+    train(&config, &one, &["--devices", "1"]).expect("one device");
     let port = free_ports();
     let log = |rank: usize| tmp.path().join(format!("node{rank}.log"));
     let mut children: Vec<_> = (0..2)

@@ -339,13 +339,30 @@ batch_size = 8
         TrainConfig::parse(&text, "folder.toml".as_ref(), &[]).expect("config")
     }
 
-    #[test]
-    fn a_streamed_image_folder_trains_exactly_like_a_loaded_one() {
-        let _rng = test_support::serial();
+    /// Two class folders, 10 training and 3 validation images each.
+    fn folders() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         tree(dir.path(), "train", 10);
         tree(dir.path(), "val", 3);
-        let device = Default::default();
+        dir
+    }
+
+    /// Trains `cfg` on CPU into `<dir>/runs-<tag>`.
+    fn run(
+        cfg: &TrainConfig,
+        splits: &advsoup_data::Splits,
+        dir: &std::path::Path,
+        tag: &str,
+    ) -> RunSummary {
+        let out = dir.join(format!("runs-{tag}"));
+        train::<Autodiff<Flex>>(cfg, splits, &RunOptions::new(out), &Default::default())
+            .expect("train")
+    }
+
+    #[test]
+    fn a_streamed_image_folder_trains_exactly_like_a_loaded_one() {
+        let _rng = test_support::serial();
+        let dir = folders();
         let mut runs = Vec::new();
         for stream in [false, true] {
             let cfg = config(dir.path(), stream);
@@ -356,10 +373,7 @@ batch_size = 8
                 (splits.train.num_samples(), splits.held_out.num_samples()),
                 (16, 4)
             );
-            let out = dir.path().join(format!("runs-{stream}"));
-            let run = train::<Autodiff<Flex>>(&cfg, &splits, &RunOptions::new(out), &device)
-                .expect("train");
-            runs.push(run);
+            runs.push(run(&cfg, &splits, dir.path(), &stream.to_string()));
         }
         assert_eq!(runs[0].step_losses.len(), 2);
         assert_eq!(runs[0].step_losses, runs[1].step_losses);
@@ -375,20 +389,14 @@ batch_size = 8
     #[test]
     fn a_bf16_run_follows_the_f32_run_and_keeps_f32_weights() {
         let _rng = test_support::serial();
-        let dir = tempfile::tempdir().expect("tempdir");
-        tree(dir.path(), "train", 10);
-        tree(dir.path(), "val", 3);
-        let device = Default::default();
+        let dir = folders();
         let mut runs = Vec::new();
         for precision in ["f32", "bf16"] {
             let mut cfg = config(dir.path(), false);
             cfg.optim.precision = precision.into();
             cfg.validate().expect("valid");
             let splits = load_data(&cfg, false).expect("data");
-            let out = dir.path().join(format!("runs-{precision}"));
-            let run = train::<Autodiff<Flex>>(&cfg, &splits, &RunOptions::new(out), &device)
-                .expect("train");
-            runs.push(run);
+            runs.push(run(&cfg, &splits, dir.path(), precision));
         }
         let (f32_run, bf16_run) = (&runs[0], &runs[1]);
         assert_eq!(bf16_run.step_losses.len(), 2);

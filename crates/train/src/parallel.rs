@@ -172,6 +172,18 @@ fn scalars<B: Backend>(values: &[f64], device: &B::Device) -> Tensor<B, 1> {
     Tensor::from_data(TensorData::new(v, [values.len()]), device)
 }
 
+/// The next `shape`-sized piece of `flat` from `offset` (advanced past it), in that shape.
+fn next_slice<B: Backend, const D: usize>(
+    flat: &Tensor<B, 1>,
+    offset: &mut usize,
+    shape: burn::tensor::Shape,
+) -> Tensor<B, D> {
+    let n = shape.num_elements();
+    let piece = flat.clone().slice(*offset..*offset + n).reshape(shape);
+    *offset += n;
+    piece
+}
+
 /// Takes the gradients out, flattened, in the module's parameter order.
 struct TakeGrads<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
@@ -203,14 +215,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for PutGrads<'_, B> {
             return;
         }
         self.next += 1;
-        let shape = param.shape();
-        let n = shape.num_elements();
-        let g = self
-            .flat
-            .clone()
-            .slice(self.offset..self.offset + n)
-            .reshape(shape);
-        self.offset += n;
+        let g = next_slice(&self.flat, &mut self.offset, param.shape());
         self.grads.register::<B::InnerBackend, D>(param.id, g);
     }
 }
@@ -239,14 +244,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for ScatterParams<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         param.map(|t| {
             let rg = t.is_require_grad();
-            let shape = t.shape();
-            let n = shape.num_elements();
-            let v = self
-                .flat
-                .clone()
-                .slice(self.offset..self.offset + n)
-                .reshape(shape);
-            self.offset += n;
+            let v = next_slice(&self.flat, &mut self.offset, t.shape());
             Tensor::from_inner(v).set_require_grad(rg)
         })
     }
