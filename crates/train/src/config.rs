@@ -846,6 +846,14 @@ mod tests {
             text.contains("accumulation") && text.contains("PGD-2"),
             "{text}"
         );
+        assert!(text.contains("precision: f32"), "{text}");
+        let mut bf16 = c.clone();
+        bf16.optim.precision = "bf16".into();
+        let text = Plan::new(&bf16, &t, samples).expect("plan").to_string();
+        assert!(
+            text.contains("precision: bf16 compute, f32 master"),
+            "{text}"
+        );
         assert_eq!(c.eval.shifts.len(), 4);
         assert_eq!(
             c.eval.shifts[3].corruptions.len() * c.eval.shifts[3].severities.len(),
