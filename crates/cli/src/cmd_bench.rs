@@ -86,8 +86,9 @@ pub struct BenchArgs {
     /// profile one of them.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Compute precision of the measured steps: f32, or bf16 (mixed precision: f32 master
-    /// weights, bf16 compute; for GPUs, burn's CPU backend converts bf16 through f32).
+    /// Compute precision of the measured steps: f32, bf16 or f16 (mixed precision: f32 master
+    /// weights, 16-bit compute, no loss scaling; for GPUs, burn's CPU backend converts 16-bit
+    /// floats through f32).
     #[arg(long, default_value = "f32", value_parser = advsoup_vit::Precision::parse)]
     pub precision: advsoup_vit::Precision,
     /// Internal: run one PGD-K attack and print its memory record as JSON.
@@ -209,6 +210,7 @@ fn batch<B: AutodiffBackend>(p: &Preset, n: usize, device: &B::Device) -> TrainB
         soft_targets,
         ids: (0..n as u64).collect(),
         seed: 7,
+        loss_scale: 1.0,
     }
 }
 

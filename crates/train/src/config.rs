@@ -283,12 +283,17 @@ pub struct OptimSection {
     /// Clip the global gradient norm to this value (0 = off).
     #[serde(default)]
     pub grad_clip: f32,
-    /// Compute precision of the training step: `"f32"`, or `"bf16"` (mixed precision: f32
-    /// master weights and optimizer; forward, backward and the attack in bf16, with LayerNorm,
-    /// softmax, logits, losses and the attack's gradient sign in f32). For GPUs; burn's CPU
-    /// backend runs bf16 through f32 conversions and is slower.
+    /// Compute precision of the training step: `"f32"`, `"bf16"` or `"f16"` (mixed precision:
+    /// f32 master weights and optimizer; forward, backward and the attack in 16 bits, with
+    /// LayerNorm, softmax, logits, losses and the attack's gradient sign in f32; f16 adds dynamic
+    /// loss scaling). For GPUs; burn's CPU backend runs 16-bit floats through f32 conversions
+    /// and is slower.
     #[serde(default = "precision")]
     pub precision: String,
+    /// Initial loss scale under `precision = "f16"`: halved (down to 1) when a step's gradients
+    /// overflow, and that step is skipped; doubled after 2000 finite steps in a row.
+    #[serde(default = "loss_scale")]
+    pub loss_scale: f64,
 }
 
 fn beta1() -> f32 {
@@ -299,6 +304,9 @@ fn beta2() -> f32 {
 }
 fn precision() -> String {
     "f32".into()
+}
+fn loss_scale() -> f64 {
+    65536.0
 }
 
 /// Final evaluation on the test split.
@@ -489,6 +497,12 @@ impl TrainConfig {
         let vit = self.vit()?;
         self.validate_sizes(&vit)?;
         self.precision()?;
+        if !(self.optim.loss_scale.is_finite() && self.optim.loss_scale >= 1.0) {
+            return Err(invalid(
+                "optim.loss_scale",
+                format!("{} must be a finite number >= 1", self.optim.loss_scale),
+            ));
+        }
         for (field, a) in [
             ("attack.train", &self.attack.train),
             ("attack.eval", &self.attack.eval),
@@ -851,9 +865,12 @@ mod tests {
         bf16.optim.precision = "bf16".into();
         let text = Plan::new(&bf16, &t, samples).expect("plan").to_string();
         assert!(
-            text.contains("precision: bf16 compute, f32 master"),
+            text.contains("precision: bf16 compute, f32 master") && !text.contains("loss scaling"),
             "{text}"
         );
+        bf16.optim.precision = "f16".into();
+        let text = Plan::new(&bf16, &t, samples).expect("plan").to_string();
+        assert!(text.contains("dynamic loss scaling from 65536"), "{text}");
         assert_eq!(c.eval.shifts.len(), 4);
         assert_eq!(
             c.eval.shifts[3].corruptions.len() * c.eval.shifts[3].severities.len(),
@@ -926,6 +943,7 @@ mod tests {
             soft_targets: soft,
             ids: vec![0, 1],
             seed: 1,
+            loss_scale: 1.0,
         });
         // ln(1000) = 6.9 at initialization.
         assert!(

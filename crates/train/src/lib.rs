@@ -418,11 +418,61 @@ batch_size = 8
         );
 
         let mut cfg = config(dir.path(), false);
-        cfg.optim.precision = "f16".into();
-        let e = cfg.validate().expect_err("f16 refused").to_string();
+        cfg.optim.precision = "f8".into();
+        let e = cfg.validate().expect_err("f8 refused").to_string();
         assert!(
-            e.contains("optim.precision") && e.contains("loss scaling"),
+            e.contains("optim.precision") && e.contains("\"f16\""),
             "{e}"
+        );
+    }
+
+    /// `optim.precision = "f16"` with dynamic loss scaling: at the default scale the run follows
+    /// the f32 run and reports the scale; at a scale that overflows f16 every step is skipped,
+    /// the scale halves each time, and the weights stay where they started.
+    #[test]
+    fn an_f16_run_scales_its_loss_and_skips_overflowing_steps() {
+        let _rng = test_support::serial();
+        let dir = folders();
+        let f16 = |scale: f64| {
+            let mut cfg = config(dir.path(), false);
+            cfg.optim.precision = "f16".into();
+            cfg.optim.loss_scale = scale;
+            cfg.validate().expect("valid");
+            cfg
+        };
+        let base = config(dir.path(), false);
+        let splits = load_data(&base, false).expect("data");
+        let f32_run = run(&base, &splits, dir.path(), "f32");
+        let scaled = run(&f16(65536.0), &splits, dir.path(), "f16");
+        assert_eq!(scaled.step_losses.len(), 2);
+        assert_ne!(f32_run.step_losses, scaled.step_losses, "f16 really ran");
+        for (a, b) in f32_run.step_losses.iter().zip(&scaled.step_losses) {
+            assert!((a - b).abs() <= 0.02 * a.abs().max(1.0), "{a} vs {b}");
+        }
+        let last = scaled.epochs.last().expect("epoch");
+        assert_eq!(
+            (last.loss_scale, last.skipped_steps),
+            (Some(65536.0), Some(0))
+        );
+        assert_eq!(f32_run.epochs.last().expect("epoch").loss_scale, None);
+
+        let overflow = run(&f16(1e30), &splits, dir.path(), "f16-overflow");
+        let last = overflow.epochs.last().expect("epoch");
+        assert_eq!(
+            (last.loss_scale, last.skipped_steps),
+            (Some(1e30 / 4.0), Some(2))
+        );
+        // The initial weights: an f32 run whose learning rate rounds to 0 in f32 (AdamW's and
+        // the weight decay's updates are then exactly 0).
+        let mut frozen = config(dir.path(), false);
+        frozen.optim.lr = 1e-46;
+        let frozen = run(&frozen, &splits, dir.path(), "lr0");
+        let bytes = |r: &RunSummary| std::fs::read(r.dir.join("model.safetensors")).expect("model");
+        assert_ne!(bytes(&scaled), bytes(&frozen), "the scaled f16 run trained");
+        assert_eq!(
+            bytes(&overflow),
+            bytes(&frozen),
+            "skipped steps leave the weights untouched"
         );
     }
 }

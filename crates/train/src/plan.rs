@@ -188,6 +188,8 @@ pub struct Plan {
     pub ema_decay: f64,
     /// Compute precision of the step.
     pub precision: advsoup_vit::Precision,
+    /// Initial loss scale (f16 only).
+    pub loss_scale: f64,
 }
 
 impl Plan {
@@ -291,6 +293,7 @@ impl Plan {
             attack_passes_per_step: attack_passes,
             ema_decay: o.ema_decay,
             precision: config.precision()?,
+            loss_scale: o.loss_scale,
         })
     }
 
@@ -413,7 +416,12 @@ impl fmt::Display for Plan {
             advsoup_vit::Precision::F32 => writeln!(f, "  precision: f32")?,
             p => writeln!(
                 f,
-                "  precision: {p} compute, f32 master weights, optimizer, losses and attack sign"
+                "  precision: {p} compute, f32 master weights, optimizer, losses and attack sign{}",
+                if p.needs_loss_scaling() {
+                    format!("; dynamic loss scaling from {}", self.loss_scale)
+                } else {
+                    String::new()
+                }
             )?,
         }
         Ok(())

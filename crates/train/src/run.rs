@@ -79,6 +79,12 @@ pub struct EpochMetrics {
     pub lr: f64,
     /// Training images per second (counting both halves of a mixed batch once).
     pub images_per_s: f64,
+    /// f16 runs: the loss scale at the end of the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// f16 runs: steps skipped for overflowing gradients so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<usize>,
 }
 
 /// The final table, on the test split.
@@ -178,6 +184,41 @@ struct State {
     loss_count: usize,
     train_seconds: f64,
     epochs: Vec<EpochMetrics>,
+    /// f16 loss scaling: the current scale (`None` when the precision needs none).
+    #[serde(default)]
+    loss_scale: Option<f64>,
+    /// Finite steps in a row at the current scale.
+    #[serde(default)]
+    finite_steps: usize,
+    /// Steps skipped for non-finite scaled gradients, in all.
+    #[serde(default)]
+    skipped_steps: usize,
+}
+
+/// Finite steps in a row after which the f16 loss scale doubles.
+const LOSS_SCALE_GROWTH_INTERVAL: usize = 2000;
+
+impl State {
+    /// Dynamic loss scaling after a step whose unscaled gradients were `finite` or not: an
+    /// overflow halves the scale (not below 1) and the step is skipped; 2000 finite steps in a
+    /// row double it. Returns whether to apply the step.
+    fn update_loss_scale(&mut self, finite: bool) -> bool {
+        let Some(scale) = self.loss_scale else {
+            return true;
+        };
+        if !finite {
+            self.loss_scale = Some((scale / 2.0).max(1.0));
+            self.finite_steps = 0;
+            self.skipped_steps += 1;
+            return false;
+        }
+        self.finite_steps += 1;
+        if self.finite_steps == LOSS_SCALE_GROWTH_INTERVAL {
+            self.loss_scale = Some(scale * 2.0);
+            self.finite_steps = 0;
+        }
+        true
+    }
 }
 
 /// Learning rate at `step`: linear warmup, then cosine decay to `min_lr_ratio · lr`.
@@ -253,6 +294,30 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleGrads<'_> {
                 .register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
         }
     }
+}
+
+/// Whether every gradient of `module`'s parameters is finite: one sum per gradient, added up on
+/// the device, one read (inf and NaN propagate through the sums).
+fn grads_finite<B: AutodiffBackend, M: Module<B>>(module: &M, grads: &GradientsParams) -> bool {
+    struct Sum<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Sum<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let s = g.sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    let mut sum = Sum::<B> { grads, total: None };
+    module.visit(&mut sum);
+    sum.total
+        .is_none_or(|t| t.into_scalar().elem::<f64>().is_finite())
 }
 
 /// The flattened parameter values of a module, by id.
@@ -670,6 +735,9 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
         bar
     });
 
+    if step_config.precision.needs_loss_scaling() && state.loss_scale.is_none() {
+        state.loss_scale = Some(o.loss_scale);
+    }
     while state.epoch < o.epochs {
         let epoch = state.epoch;
         let started = Instant::now();
@@ -709,6 +777,7 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                     soft_targets,
                     ids,
                     seed: step_seed(config.seed ^ 0x00A7_7AC4, step),
+                    loss_scale: state.loss_scale.unwrap_or(1.0) as f32,
                 });
                 loss += out.item.loss;
                 if plan.accumulation == 1 {
@@ -749,14 +818,33 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                     dir: checkpoint_dir(&run),
                 });
             }
-            if o.weight_decay > 0.0 {
-                module = module.map(&mut WeightDecay {
-                    factor: 1.0 - lr * o.weight_decay,
+            let mut apply = true;
+            if let Some(scale) = state.loss_scale {
+                module.visit(&mut ScaleGrads {
+                    grads: &mut grads,
+                    factor: 1.0 / scale,
                 });
+                // The peers hold the same (all-reduced) gradients, so they decide alike.
+                apply = state.update_loss_scale(grads_finite::<B, _>(&module, &grads));
+                if !apply {
+                    tracing::warn!(
+                        step,
+                        scale,
+                        next = state.loss_scale,
+                        "f16 gradients overflowed: step skipped, loss scale halved"
+                    );
+                }
             }
-            module = module.optimize(&mut optim, lr, grads);
-            if let Some(e) = ema.take() {
-                ema = Some(ema_update(e, &module.model().valid(), o.ema_decay));
+            if apply {
+                if o.weight_decay > 0.0 {
+                    module = module.map(&mut WeightDecay {
+                        factor: 1.0 - lr * o.weight_decay,
+                    });
+                }
+                module = module.optimize(&mut optim, lr, grads);
+                if let Some(e) = ema.take() {
+                    ema = Some(ema_update(e, &module.model().valid(), o.ema_decay));
+                }
             }
             state.global_step += 1;
             state.step_in_epoch += 1;
@@ -844,6 +932,8 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
             robust_acc,
             lr: learning_rate(config, state.global_step.saturating_sub(1), steps_per_epoch),
             images_per_s: seen as f64 / train_time.max(1e-9),
+            loss_scale: state.loss_scale,
+            skipped_steps: state.loss_scale.map(|_| state.skipped_steps),
         };
         if peer.leader() {
             tracing::info!(
@@ -1037,4 +1127,32 @@ fn final_report_peer<B: AutodiffBackend>(
         shifts,
         ema: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_f16_loss_scale_halves_on_overflow_and_doubles_after_a_finite_run() {
+        let mut s = State {
+            loss_scale: Some(8.0),
+            ..State::default()
+        };
+        assert!(!s.update_loss_scale(false), "an overflow skips the step");
+        assert_eq!((s.loss_scale, s.skipped_steps), (Some(4.0), 1));
+        for _ in 0..LOSS_SCALE_GROWTH_INTERVAL - 1 {
+            assert!(s.update_loss_scale(true));
+        }
+        assert_eq!(s.loss_scale, Some(4.0));
+        assert!(s.update_loss_scale(true));
+        assert_eq!((s.loss_scale, s.finite_steps), (Some(8.0), 0));
+        // An overflow resets the run of finite steps; the scale never drops below 1.
+        for _ in 0..10 {
+            s.update_loss_scale(false);
+        }
+        assert_eq!((s.loss_scale, s.skipped_steps), (Some(1.0), 11));
+        // Without a scale (f32, bf16) every step applies.
+        assert!(State::default().update_loss_scale(false));
+    }
 }

@@ -26,6 +26,9 @@ pub struct TrainBatch<B: Backend> {
     pub ids: Vec<u64>,
     /// Seed of the attack's random starts.
     pub seed: u64,
+    /// The loss is multiplied by this before the backward pass (f16 loss scaling; 1 otherwise).
+    /// The gradients come back scaled by it; the reported loss does not.
+    pub loss_scale: f32,
 }
 
 /// What a step reports (already read back: the loop needs the loss for its NaN check).
@@ -150,8 +153,14 @@ fn finish<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     loss: Tensor<B, 1>,
     samples: usize,
+    loss_scale: f32,
 ) -> TrainOutput<StepStats> {
     let value: f64 = loss.clone().into_scalar().elem::<f64>();
+    let loss = if loss_scale == 1.0 {
+        loss
+    } else {
+        loss * loss_scale
+    };
     TrainOutput::new(
         module,
         loss.backward(),
@@ -223,7 +232,13 @@ impl<B: AutodiffBackend> TrainStep for Nominal<B> {
         let copy = compute_copy(&self.model, self.step_config().precision);
         let model = copy.as_ref().unwrap_or(&self.model);
         let logits = model.forward_mode(batch.images, Mode::Clean);
-        finish(self, soft_cross_entropy(logits, batch.soft_targets), n)
+        let scale = batch.loss_scale;
+        finish(
+            self,
+            soft_cross_entropy(logits, batch.soft_targets),
+            n,
+            scale,
+        )
     }
 }
 
@@ -238,7 +253,13 @@ impl<B: AutodiffBackend> TrainStep for Adversarial<B> {
         let copy = compute_copy(&self.model, config.precision);
         let model = copy.as_ref().unwrap_or(&self.model);
         let logits = model.forward_mode(x_adv, Mode::Adversarial);
-        finish(self, soft_cross_entropy(logits, batch.soft_targets), n)
+        let scale = batch.loss_scale;
+        finish(
+            self,
+            soft_cross_entropy(logits, batch.soft_targets),
+            n,
+            scale,
+        )
     }
 }
 
@@ -261,6 +282,6 @@ impl<B: AutodiffBackend> TrainStep for CoTraining<B> {
         let alpha = config.alpha;
         let loss = soft_cross_entropy(clean, batch.soft_targets.clone()) * alpha
             + soft_cross_entropy(adv, batch.soft_targets) * (1.0 - alpha);
-        finish(self, loss, 2 * n)
+        finish(self, loss, 2 * n, batch.loss_scale)
     }
 }

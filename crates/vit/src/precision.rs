@@ -8,8 +8,8 @@
 //! weights' dtype, LayerNorm statistics and the attention softmax are computed in f32, and the
 //! logits come back as f32, so losses (and an attack's input gradient and its sign) are f32.
 //!
-//! f16 is refused: its 5-bit exponent loses small gradients without loss scaling, which burn
-//! 0.21 does not provide.
+//! f16 works the same way, but its 5-bit exponent flushes small gradients to zero: a trainer
+//! using it scales the loss ([`Precision::needs_loss_scaling`]); advsoup-train does, dynamically.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
@@ -23,21 +23,24 @@ pub enum Precision {
     F32,
     /// f32 master weights; forward and backward in bfloat16.
     Bf16,
+    /// f32 master weights; forward and backward in IEEE half (needs loss scaling).
+    F16,
 }
 
 impl Precision {
-    /// `"f32"` or `"bf16"`.
+    /// `"f32"`, `"bf16"` or `"f16"`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "f32" => Ok(Self::F32),
             "bf16" => Ok(Self::Bf16),
-            "f16" => Err(
-                "f16 needs loss scaling, which burn 0.21 does not provide; use \"bf16\" \
-                 (same speed on tensor cores, f32's exponent range)"
-                    .into(),
-            ),
-            other => Err(format!("`{other}`: expected \"f32\" or \"bf16\"")),
+            "f16" => Ok(Self::F16),
+            other => Err(format!("`{other}`: expected \"f32\", \"bf16\" or \"f16\"")),
         }
+    }
+
+    /// Whether gradients need loss scaling to survive (f16's exponent range).
+    pub fn needs_loss_scaling(self) -> bool {
+        self == Self::F16
     }
 
     /// The name [`Precision::parse`] reads.
@@ -45,6 +48,7 @@ impl Precision {
         match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::F16 => "f16",
         }
     }
 
@@ -53,6 +57,7 @@ impl Precision {
         match self {
             Self::F32 => FloatDType::F32,
             Self::Bf16 => FloatDType::BF16,
+            Self::F16 => FloatDType::F16,
         }
     }
 
@@ -62,7 +67,7 @@ impl Precision {
     pub fn cast<B: Backend, M: Module<B>>(self, module: M) -> M {
         match self {
             Self::F32 => module,
-            Self::Bf16 => module.map(&mut CastParams(self.dtype())),
+            Self::Bf16 | Self::F16 => module.map(&mut CastParams(self.dtype())),
         }
     }
 }
@@ -135,30 +140,31 @@ mod tests {
     }
 
     #[test]
-    fn names_parse_and_f16_is_refused_with_the_reason() {
-        for p in [Precision::F32, Precision::Bf16] {
+    fn names_parse_back() {
+        for p in [Precision::F32, Precision::Bf16, Precision::F16] {
             assert_eq!(Precision::parse(p.name()), Ok(p));
         }
-        assert!(
-            Precision::parse("f16")
-                .unwrap_err()
-                .contains("loss scaling")
-        );
-        assert!(Precision::parse("fp8").unwrap_err().contains("\"bf16\""));
+        assert!(Precision::parse("fp8").unwrap_err().contains("\"f16\""));
+        assert!(Precision::F16.needs_loss_scaling() && !Precision::Bf16.needs_loss_scaling());
     }
 
-    /// A bf16 step: the logits are f32 and close to the f32 model's, and every gradient lands
-    /// on the f32 master parameters as f32, close to the f32 step's.
     #[test]
-    fn bf16_forward_and_backward_reach_the_f32_master_weights() {
+    fn half_forward_and_backward_reach_the_f32_master_weights() {
+        for precision in [Precision::Bf16, Precision::F16] {
+            half_step_matches_f32(precision);
+        }
+    }
+
+    fn half_step_matches_f32(precision: Precision) {
         let device = Default::default();
         let master = materialize(tiny().init::<B>(&device));
         assert!(dtypes(&master).iter().all(|d| *d == DType::F32));
-        let half = Precision::Bf16.cast(master.clone());
+        let half = precision.cast(master.clone());
         let d = dtypes(&half);
+        let want = DType::from(precision.dtype());
         assert!(
-            !d.is_empty() && d.iter().all(|d| *d == DType::BF16),
-            "{d:?}"
+            !d.is_empty() && d.iter().all(|d| *d == want),
+            "{precision}: {d:?}"
         );
 
         let x = Tensor::<B, 4>::random([4, 3, 8, 8], Distribution::Default, &device);
@@ -185,7 +191,7 @@ mod tests {
                 let b = p
                     .val()
                     .grad(self.g16)
-                    .expect("bf16 step reaches the master weight");
+                    .expect("the 16-bit step reaches the master weight");
                 assert_eq!(b.dtype(), DType::F32);
                 let (a, b) = (a.flatten::<1>(0, D - 1), b.flatten::<1>(0, D - 1));
                 let dot = (a.clone() * b.clone()).sum().into_scalar();
@@ -206,13 +212,19 @@ mod tests {
         assert_eq!(c.checked, dtypes(&master).len());
     }
 
-    /// The attack's view: the gradient with respect to f32 pixels through a bf16 model is f32
-    /// and its sign agrees with the f32 model's almost everywhere.
+    /// The attack's view: the gradient with respect to f32 pixels through a 16-bit model is
+    /// f32 and its sign agrees with the f32 model's almost everywhere.
     #[test]
-    fn the_input_gradient_of_a_bf16_model_is_f32_with_the_f32_sign() {
+    fn the_input_gradient_of_a_half_model_is_f32_with_the_f32_sign() {
+        for precision in [Precision::Bf16, Precision::F16] {
+            input_gradient_sign_matches_f32(precision);
+        }
+    }
+
+    fn input_gradient_sign_matches_f32(precision: Precision) {
         let device = Default::default();
         let master = materialize(tiny().init::<Flex>(&device));
-        let half = Precision::Bf16.cast(master.clone());
+        let half = precision.cast(master.clone());
         let x = Tensor::<Flex, 4>::random([4, 3, 8, 8], Distribution::Default, &device);
         let grad = |m: &crate::Vit<Flex>| {
             let m = <crate::Vit<B> as AutodiffModule<B>>::from_inner(m.clone());
@@ -223,7 +235,7 @@ mod tests {
         let (g32, g16) = (grad(&master), grad(&half));
         assert_eq!(g16.dtype(), DType::F32);
         let agree = g32.sign().equal(g16.sign()).float().mean().into_scalar();
-        assert!(agree > 0.95, "sign agreement {agree}");
+        assert!(agree > 0.95, "{precision}: sign agreement {agree}");
     }
 
     #[test]
