@@ -193,17 +193,58 @@ fn free_ports() -> u16 {
         .expect("a free port")
 }
 
-/// One node of a 2-node run on 127.0.0.1, as its own process.
-fn node(config: &Path, runs: &Path, rank: usize, port: u16) -> std::process::Command {
-    let mut c = std::process::Command::new(BIN);
-    c.args(["train", "--quiet", "--config"])
-        .arg(config)
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(["--nodes", "2", "--node-rank", &rank.to_string()])
-        .args(["--coordinator", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null());
-    c
+/// Runs `ranks` of a 2-node run on 127.0.0.1 as processes (node R into `<runs>/<R>`), with
+/// multi-node training allowed or not, and waits at most `secs` for them: a deadlocked
+/// all-reduce never returns, so leftovers are killed and reported as `None` instead of hanging
+/// the test. Returns each node's exit status and stderr.
+fn run_nodes(
+    config: &Path,
+    runs: &Path,
+    ranks: &[usize],
+    allow: bool,
+    secs: u64,
+) -> Vec<(Option<std::process::ExitStatus>, String)> {
+    let port = free_ports();
+    let log = |rank: usize| runs.join(format!("node{rank}.log"));
+    std::fs::create_dir_all(runs).expect("mkdir");
+    let mut children: Vec<_> = ranks
+        .iter()
+        .map(|&rank| {
+            let mut c = std::process::Command::new(BIN);
+            c.args(["train", "--quiet", "--config"])
+                .arg(config)
+                .arg("--runs-dir")
+                .arg(runs.join(rank.to_string()))
+                .args(["--nodes", "2", "--node-rank", &rank.to_string()])
+                .args(["--coordinator", &format!("127.0.0.1:{port}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(log(rank)).expect("log"));
+            if allow {
+                c.env(advsoup_cli::MULTI_NODE_ENV, "1");
+            } else {
+                c.env_remove(advsoup_cli::MULTI_NODE_ENV);
+            }
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut status = vec![None; ranks.len()];
+    while status.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+        for (s, child) in status.iter_mut().zip(&mut children) {
+            if s.is_none() {
+                *s = child.try_wait().expect("wait");
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for child in &mut children {
+        let _ = child.kill();
+    }
+    status
+        .into_iter()
+        .zip(ranks)
+        .map(|(s, &rank)| (s, std::fs::read_to_string(log(rank)).unwrap_or_default()))
+        .collect()
 }
 
 /// Stock burn-collective 0.21.0 deadlocks on the second global all-reduce: a multi-node run is
@@ -215,12 +256,10 @@ fn several_nodes_are_refused_on_stock_burn_collective() {
     write_idx(&data, 84, 30);
     let config = tiny_config(tmp.path(), &data);
     let runs = tmp.path().join("runs");
-    let out = node(&config, &runs, 0, free_ports())
-        .env_remove(advsoup_cli::MULTI_NODE_ENV)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let [(status, err)] =
+        <[_; 1]>::try_from(run_nodes(&config, &runs, &[0], false, 60)).expect("one node");
+    let status = status.unwrap_or_else(|| panic!("not refused: still running after 60 s: {err}"));
+    assert!(!status.success());
     let line = err
         .lines()
         .find(|l| l.starts_with("error:"))
@@ -229,7 +268,7 @@ fn several_nodes_are_refused_on_stock_burn_collective() {
         line.contains("--nodes") && line.contains(advsoup_cli::MULTI_NODE_ENV),
         "{line}"
     );
-    assert!(!runs.join("tiny").exists(), "nothing written");
+    assert!(!runs.join("0/tiny").exists(), "nothing written");
 }
 
 /// Two nodes (two processes on 127.0.0.1, burn's global collective) train the one-device model.
@@ -247,36 +286,13 @@ fn two_nodes_on_localhost_train_the_one_device_model() {
     let config = tiny_config(tmp.path(), &data);
     let (one, nodes) = (tmp.path().join("one"), tmp.path().join("nodes"));
     train(&config, &one, &["--devices", "1"]).expect("one device");
-    let port = free_ports();
-    let log = |rank: usize| tmp.path().join(format!("node{rank}.log"));
-    let mut children: Vec<_> = (0..2)
-        .map(|rank| {
-            node(&config, &nodes.join(rank.to_string()), rank, port)
-                .env(advsoup_cli::MULTI_NODE_ENV, "1")
-                .stderr(std::fs::File::create(log(rank)).expect("log"))
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    // A deadlocked all-reduce never returns: give up (and kill both) instead of hanging.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    let mut status = [None, None];
-    while status.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
-        for (s, child) in status.iter_mut().zip(&mut children) {
-            if s.is_none() {
-                *s = child.try_wait().expect("wait");
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    for child in &mut children {
-        let _ = child.kill();
-    }
-    for (rank, s) in status.iter().enumerate() {
-        let stderr = std::fs::read_to_string(log(rank)).unwrap_or_default();
-        match s {
-            Some(s) => assert!(s.success(), "node {rank}: {stderr}"),
-            None => panic!("node {rank} still running after 300 s (deadlock?): {stderr}"),
+    for (rank, (status, err)) in run_nodes(&config, &nodes, &[0, 1], true, 300)
+        .into_iter()
+        .enumerate()
+    {
+        match status {
+            Some(s) => assert!(s.success(), "node {rank}: {err}"),
+            None => panic!("node {rank} still running after 300 s (deadlock?): {err}"),
         }
     }
     // Node 0 (rank 0) writes the run; node 1 writes nothing.

@@ -465,7 +465,7 @@ fn bf16_compute_copies_route_like_the_f32_model() {
     use burn::tensor::DType;
     type Ad = Autodiff<TestBackend>;
     for kind in ALL {
-        let master = AdaptedVit::<Ad>::from_inner_model(model(kind, 3));
+        let master = tracked(model(kind, 3));
         let device = Default::default();
         let x = input(4, 4);
         for route in [
@@ -504,23 +504,19 @@ fn bf16_compute_copies_route_like_the_f32_model() {
     }
 }
 
-trait FromInnerModel {
-    fn from_inner_model(m: AdaptedVit<TestBackend>) -> Self;
-}
-
-impl FromInnerModel for AdaptedVit<Autodiff<TestBackend>> {
-    fn from_inner_model(m: AdaptedVit<TestBackend>) -> Self {
-        struct Track;
-        impl ModuleMapper<Autodiff<TestBackend>> for Track {
-            fn map_float<const D: usize>(
-                &mut self,
-                p: Param<Tensor<Autodiff<TestBackend>, D>>,
-            ) -> Param<Tensor<Autodiff<TestBackend>, D>> {
-                p.map(|t| t.set_require_grad(true))
-            }
+/// `m` on the autodiff backend with every parameter tracked (a model built there would be).
+fn tracked(m: AdaptedVit<TestBackend>) -> AdaptedVit<Autodiff<TestBackend>> {
+    struct Track;
+    impl ModuleMapper<Autodiff<TestBackend>> for Track {
+        fn map_float<const D: usize>(
+            &mut self,
+            p: Param<Tensor<Autodiff<TestBackend>, D>>,
+        ) -> Param<Tensor<Autodiff<TestBackend>, D>> {
+            p.map(|t| t.set_require_grad(true))
         }
-        <Self as burn::module::AutodiffModule<Autodiff<TestBackend>>>::from_inner(m).map(&mut Track)
     }
+    <AdaptedVit<Autodiff<TestBackend>> as burn::module::AutodiffModule<_>>::from_inner(m)
+        .map(&mut Track)
 }
 
 struct GradDtypes<'a> {

@@ -25,7 +25,7 @@ use advsoup_train::step::{CoTraining, Nominal, Regime, StepConfig, TrainBatch, c
 use advsoup_vit::VitConfig;
 use anyhow::{Context, Result, bail};
 use burn::backend::{Autodiff, Flex};
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -214,16 +214,6 @@ fn batch<B: AutodiffBackend>(p: &Preset, n: usize, device: &B::Device) -> TrainB
     }
 }
 
-/// Reads every parameter once: burn initializes parameters lazily, and neither the first timed
-/// call nor the memory baseline should include that.
-struct Materialize;
-
-impl<B: Backend> ModuleVisitor<B> for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let _ = param.val();
-    }
-}
-
 fn model<B: AutodiffBackend>(p: &Preset, device: &B::Device) -> Result<AdaptedVit<B>> {
     B::seed(device, 0);
     let model = AdaptedVitConfig {
@@ -232,7 +222,7 @@ fn model<B: AutodiffBackend>(p: &Preset, device: &B::Device) -> Result<AdaptedVi
     }
     .try_init::<B>(device)
     .with_context(|| format!("preset {}", p.name))?;
-    model.visit(&mut Materialize);
+    advsoup_vit::materialize(&model);
     Ok(model)
 }
 
@@ -292,8 +282,9 @@ fn bench_preset<B: AutodiffBackend>(
     if o.wants("pgd_step") {
         eprintln!("bench {}: pgd_step", p.name);
         let one = StepConfig::new(0.5, &o.pgd(1))?;
+        let compute = o.precision.cast(model.clone());
         records.push(measure("pgd_step", n, o.warmup, o.iters, || {
-            settle(craft(&model, &one.attack, o.precision, &batch));
+            settle(craft(&compute, &one.attack, &batch));
         }));
     }
 
@@ -332,7 +323,7 @@ fn memory_child<B: AutodiffBackend>(
     let batch = batch::<B>(p, n, device);
     let attack = StepConfig::new(0.5, &o.pgd(k))?.attack;
     let before = memory::rss_bytes().context("reading VmRSS from /proc/self/status")?;
-    settle(craft(&model, &attack, o.precision, &batch));
+    settle(craft(&o.precision.cast(model), &attack, &batch));
     let peak = memory::peak_rss_bytes().context("reading VmHWM from /proc/self/status")?;
     Ok(MemoryRecord {
         name: "pgd".into(),

@@ -786,17 +786,15 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                     accumulator.accumulate::<B>(&module, out.grads);
                 }
             }
-            let mut grads = match single {
-                Some(g) => g,
-                None => {
-                    let mut g = accumulator.grads();
-                    module.visit(&mut ScaleGrads {
-                        grads: &mut g,
-                        factor: 1.0 / plan.accumulation as f64,
-                    });
-                    g
-                }
-            };
+            let mut grads = single.unwrap_or_else(|| accumulator.grads());
+            // One pass: the mean over accumulation steps, and f16's loss scale taken back out.
+            let factor = 1.0 / (plan.accumulation as f64 * state.loss_scale.unwrap_or(1.0));
+            if factor != 1.0 {
+                module.visit(&mut ScaleGrads {
+                    grads: &mut grads,
+                    factor,
+                });
+            }
             loss /= plan.accumulation as f64;
             let mut interrupted = options.stop.load(Ordering::SeqCst);
             if peer.world > 1 {
@@ -818,22 +816,17 @@ fn fit<B: AutodiffBackend, R: Regime<B>>(
                     dir: checkpoint_dir(&run),
                 });
             }
-            let mut apply = true;
-            if let Some(scale) = state.loss_scale {
-                module.visit(&mut ScaleGrads {
-                    grads: &mut grads,
-                    factor: 1.0 / scale,
-                });
-                // The peers hold the same (all-reduced) gradients, so they decide alike.
-                apply = state.update_loss_scale(grads_finite::<B, _>(&module, &grads));
-                if !apply {
-                    tracing::warn!(
-                        step,
-                        scale,
-                        next = state.loss_scale,
-                        "f16 gradients overflowed: step skipped, loss scale halved"
-                    );
-                }
+            // f16: the peers hold the same (all-reduced) gradients, so they decide alike.
+            let scale = state.loss_scale;
+            let apply =
+                scale.is_none() || state.update_loss_scale(grads_finite::<B, _>(&module, &grads));
+            if !apply {
+                tracing::warn!(
+                    step,
+                    scale,
+                    next = state.loss_scale,
+                    "f16 gradients overflowed: step skipped, loss scale halved"
+                );
             }
             if apply {
                 if o.weight_decay > 0.0 {

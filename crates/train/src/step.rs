@@ -1,6 +1,8 @@
 //! The training regimes, each a burn [`TrainStep`] over the same batch type, so one loop
 //! ([`crate::fit`]) drives them all.
 
+use std::borrow::Cow;
+
 use advsoup_adapters::{AdaptedVit, Mode, Route};
 use advsoup_attacks::{Pgd, PgdConfig, Selection, ThreatModel};
 use advsoup_vit::Precision;
@@ -80,13 +82,17 @@ impl StepConfig {
     }
 }
 
-/// The model a step computes with: `model` itself in f32, else a copy whose parameters are cast
-/// on the graph (gradients flow back to `model`'s f32 parameters).
-fn compute_copy<B: AutodiffBackend>(
+/// The model a step computes with, attack included: `model` itself in f32, else a copy whose
+/// parameters are cast on the graph (gradients flow back to `model`'s f32 parameters). Cast
+/// once per step.
+fn compute_model<B: AutodiffBackend>(
     model: &AdaptedVit<B>,
     precision: Precision,
-) -> Option<AdaptedVit<B>> {
-    (precision != Precision::F32).then(|| precision.cast(model.clone()))
+) -> Cow<'_, AdaptedVit<B>> {
+    match precision {
+        Precision::F32 => Cow::Borrowed(model),
+        p => Cow::Owned(p.cast(model.clone())),
+    }
 }
 
 /// Cross-entropy against target distributions, averaged over the batch.
@@ -112,18 +118,17 @@ pub trait Regime<B: AutodiffBackend>:
 /// Crafts x_adv against the robust mode of a frozen, deterministic copy of `model`: only the
 /// input is on the autodiff graph, and x_adv stays on the inner backend.
 ///
-/// Under mixed precision the copy is cast once per call; the pixels, the perturbation and the
-/// input gradient stay f32 (the model casts its input and returns f32 logits), so the gradient's
-/// sign, the step and the projection are computed in f32. The attack's loss is not scaled: in
-/// f16, an input-gradient entry below f16's range (about 6e-8) comes back 0 and that pixel does
-/// not move in that iteration.
+/// Under mixed precision `model` is the step's 16-bit compute copy; the pixels, the
+/// perturbation and the input gradient stay f32 (the model casts its input and returns f32
+/// logits), so the gradient's sign, the step and the projection are computed in f32. The
+/// attack's loss is not scaled: in f16, an input-gradient entry below f16's range (about 6e-8)
+/// comes back 0 and that pixel does not move in that iteration.
 pub fn craft<B: AutodiffBackend>(
     model: &AdaptedVit<B>,
     attack: &Pgd,
-    precision: Precision,
     batch: &TrainBatch<B>,
 ) -> Tensor<B, 4> {
-    let frozen = AdaptedVit::<B>::from_inner(precision.cast(model.valid()))
+    let frozen = AdaptedVit::<B>::from_inner(model.valid())
         .deterministic()
         .no_grad();
     let route = Route::mode(Mode::Adversarial);
@@ -189,7 +194,7 @@ macro_rules! regime {
             fn wrap(model: AdaptedVit<B>, config: StepConfig) -> Self {
                 // Initialized once here: a lazy parameter would be initialized anew in every
                 // clone (the attack's and mixed precision's copies).
-                let model = advsoup_vit::materialize(model);
+                advsoup_vit::materialize(&model);
                 Self { model, config: Some(config) }
             }
             fn model(&self) -> &AdaptedVit<B> {
@@ -231,16 +236,10 @@ impl<B: AutodiffBackend> TrainStep for Nominal<B> {
 
     fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
         let n = batch.images.dims()[0];
-        let copy = compute_copy(&self.model, self.step_config().precision);
-        let model = copy.as_ref().unwrap_or(&self.model);
+        let model = compute_model(&self.model, self.step_config().precision);
         let logits = model.forward_mode(batch.images, Mode::Clean);
-        let scale = batch.loss_scale;
-        finish(
-            self,
-            soft_cross_entropy(logits, batch.soft_targets),
-            n,
-            scale,
-        )
+        let loss = soft_cross_entropy(logits, batch.soft_targets);
+        finish(self, loss, n, batch.loss_scale)
     }
 }
 
@@ -251,17 +250,11 @@ impl<B: AutodiffBackend> TrainStep for Adversarial<B> {
     fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
         let n = batch.images.dims()[0];
         let config = self.step_config();
-        let x_adv = craft(&self.model, &config.attack, config.precision, &batch);
-        let copy = compute_copy(&self.model, config.precision);
-        let model = copy.as_ref().unwrap_or(&self.model);
+        let model = compute_model(&self.model, config.precision);
+        let x_adv = craft(&model, &config.attack, &batch);
         let logits = model.forward_mode(x_adv, Mode::Adversarial);
-        let scale = batch.loss_scale;
-        finish(
-            self,
-            soft_cross_entropy(logits, batch.soft_targets),
-            n,
-            scale,
-        )
+        let loss = soft_cross_entropy(logits, batch.soft_targets);
+        finish(self, loss, n, batch.loss_scale)
     }
 }
 
@@ -272,11 +265,10 @@ impl<B: AutodiffBackend> TrainStep for CoTraining<B> {
     fn step(&self, batch: TrainBatch<B>) -> TrainOutput<StepStats> {
         let n = batch.images.dims()[0];
         let config = self.step_config();
-        let x_adv = craft(&self.model, &config.attack, config.precision, &batch);
+        let model = compute_model(&self.model, config.precision);
+        let x_adv = craft(&model, &config.attack, &batch);
         let device = batch.images.device();
         let mixed = Tensor::cat(vec![batch.images, x_adv], 0);
-        let copy = compute_copy(&self.model, config.precision);
-        let model = copy.as_ref().unwrap_or(&self.model);
         let logits = model.forward(mixed, &Route::split(n, n, &device));
         let classes = logits.dims()[1];
         let clean = logits.clone().slice([0..n, 0..classes]);

@@ -11,7 +11,7 @@
 //! f16 works the same way, but its 5-bit exponent flushes small gradients to zero: a trainer
 //! using it scales the loss ([`Precision::needs_loss_scaling`]); advsoup-train does, dynamically.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 
@@ -87,16 +87,17 @@ impl<B: Backend> ModuleMapper<B> for CastParams {
     }
 }
 
-/// Reads every parameter once, so that clones of the module share values instead of each
-/// running a lazy initializer (burn initializes parameters on first read, per clone).
-pub fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
+/// Reads every parameter once, in place, so that clones of the module share values instead of
+/// each running a lazy initializer (burn initializes parameters on first read, per clone), and
+/// so that no timed call or memory baseline pays for initialization.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
     struct Read;
-    impl<B: Backend> ModuleMapper<B> for Read {
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            p.map(|t| t)
+    impl<B: Backend> ModuleVisitor<B> for Read {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            let _ = p.val();
         }
     }
-    module.map(&mut Read)
+    module.visit(&mut Read);
 }
 
 /// Whether `dtype` is a 16-bit float (computed in f32 where precision matters).
@@ -157,7 +158,8 @@ mod tests {
 
     fn half_step_matches_f32(precision: Precision) {
         let device = Default::default();
-        let master = materialize(tiny().init::<B>(&device));
+        let master = tiny().init::<B>(&device);
+        materialize(&master);
         assert!(dtypes(&master).iter().all(|d| *d == DType::F32));
         let half = precision.cast(master.clone());
         let d = dtypes(&half);
@@ -223,7 +225,8 @@ mod tests {
 
     fn input_gradient_sign_matches_f32(precision: Precision) {
         let device = Default::default();
-        let master = materialize(tiny().init::<Flex>(&device));
+        let master = tiny().init::<Flex>(&device);
+        materialize(&master);
         let half = precision.cast(master.clone());
         let x = Tensor::<Flex, 4>::random([4, 3, 8, 8], Distribution::Default, &device);
         let grad = |m: &crate::Vit<Flex>| {
@@ -241,7 +244,8 @@ mod tests {
     #[test]
     fn f32_is_the_identity_and_materialize_keeps_values() {
         let device = Default::default();
-        let m = materialize(tiny().init::<Flex>(&device));
+        let m = tiny().init::<Flex>(&device);
+        materialize(&m);
         let (a, b) = (m.clone(), Precision::F32.cast(m));
         let x = Tensor::<Flex, 4>::random([2, 3, 8, 8], Distribution::Default, &device);
         let d = (a.forward(x.clone()) - b.forward(x))
