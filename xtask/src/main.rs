@@ -108,19 +108,43 @@ fn status(mut c: Command) -> Result<()> {
 }
 
 /// Allowed workspace-internal dependency edges (normal dependencies; dev-dependencies are free).
+// The crate graph (ARCHITECTURE.md): arrows point down only.
+//   xtask -> records                    (serde only; never burn)
+//   cli -> bench, soup, train, eval, ...  (wiring)
+//   bench -> train                      (speed harness over the regimes' steps)
+//   soup, train -> eval                 (one evaluation job, report cards, resumable results)
+//   eval -> adapters, attacks, data     adapters -> vit
+//   io, records: leaves every crate may use
+const IO: &str = "advsoup-io";
+const RECORDS: &str = "advsoup-records";
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("advsoup-vit", &[]),
-    ("advsoup-attacks", &[]),
-    ("advsoup-data", &[]),
-    ("advsoup-adapters", &["advsoup-vit"]),
-    ("advsoup-soup", &[]),
+    ("advsoup-io", &[]),
+    ("advsoup-records", &[]),
+    ("advsoup-vit", &[IO]),
+    ("advsoup-attacks", &[IO]),
+    ("advsoup-data", &[IO]),
+    ("advsoup-adapters", &["advsoup-vit", IO]),
     (
-        "advsoup-bench",
+        "advsoup-eval",
         &[
-            "advsoup-attacks",
-            "advsoup-adapters",
             "advsoup-vit",
+            "advsoup-adapters",
+            "advsoup-attacks",
             "advsoup-data",
+            IO,
+            RECORDS,
+        ],
+    ),
+    (
+        "advsoup-soup",
+        &[
+            "advsoup-vit",
+            "advsoup-adapters",
+            "advsoup-attacks",
+            "advsoup-data",
+            "advsoup-eval",
+            IO,
+            RECORDS,
         ],
     ),
     (
@@ -130,6 +154,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "advsoup-adapters",
             "advsoup-attacks",
             "advsoup-data",
+            "advsoup-eval",
+            IO,
+            RECORDS,
+        ],
+    ),
+    (
+        "advsoup-bench",
+        &[
+            "advsoup-vit",
+            "advsoup-adapters",
+            "advsoup-attacks",
+            "advsoup-data",
+            "advsoup-eval",
+            "advsoup-train",
+            IO,
+            RECORDS,
         ],
     ),
     (
@@ -139,13 +179,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "advsoup-adapters",
             "advsoup-attacks",
             "advsoup-data",
+            "advsoup-eval",
             "advsoup-soup",
             "advsoup-bench",
             "advsoup-train",
+            IO,
+            RECORDS,
         ],
     ),
-    ("advsoup-e2e", &["advsoup-cli"]),
-    ("xtask", &[]),
+    (
+        "advsoup-e2e",
+        &["advsoup-cli", "advsoup-train", "advsoup-data"],
+    ),
+    ("xtask", &[RECORDS]),
 ];
 
 fn tidy() -> Result<()> {
