@@ -18,6 +18,9 @@
 //! ```
 #![warn(missing_docs)]
 
+/// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
+pub use burn;
+
 pub mod report;
 pub mod sweep;
 

@@ -27,6 +27,9 @@
 //! ```
 #![warn(missing_docs)]
 
+/// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
+pub use burn;
+
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
