@@ -11,14 +11,18 @@
 //! agree with burn's ops within 1e-5 (tests below); the exact-GELU `erf` is a rational
 //! approximation within 4e-7 of erf ([`math::erf`]).
 //!
-//! [`set_enabled`]`(false)` switches every call back to burn's ops (for A/B measurements).
+//! The switch is process-wide and works the same for every user of the crate: the environment
+//! variable `ADVSOUP_REFERENCE_KERNELS=1` (read once, at the first fused call) or
+//! [`set_enabled`]`(false)` in code switches every call back to burn's ops (for A/B
+//! measurements, or to rule the kernels out when something looks wrong).
 
 mod flex;
 mod gemm;
 pub mod math;
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::{LayerNorm, Linear};
@@ -28,17 +32,46 @@ use burn::tensor::{DType, FloatDType};
 
 type Ad = Autodiff<Flex>;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+/// The environment variable that turns the fused kernels off when set to anything but `0`.
+pub const REFERENCE_KERNELS_ENV: &str = "ADVSOUP_REFERENCE_KERNELS";
+
+const UNSET: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+
+/// `UNSET` until the first [`enabled`] (which reads [`REFERENCE_KERNELS_ENV`]) or
+/// [`set_enabled`].
+static STATE: AtomicU8 = AtomicU8::new(UNSET);
 
 /// Turns the fused kernels on (the default) or off process-wide; off, every function of this
-/// module is burn's composite op.
+/// module is burn's composite op. Overrides [`REFERENCE_KERNELS_ENV`].
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+    STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
 
-/// Whether the fused kernels are on.
+/// Whether the fused kernels are on: [`set_enabled`]'s last value, else on unless
+/// [`REFERENCE_KERNELS_ENV`] is set to anything but `0`.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    match STATE.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let on = on_for_env(std::env::var_os(REFERENCE_KERNELS_ENV).as_deref());
+            // A concurrent `set_enabled` wins over the environment.
+            let _ = STATE.compare_exchange(
+                UNSET,
+                if on { ON } else { OFF },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            STATE.load(Ordering::Relaxed) == ON
+        }
+    }
+}
+
+/// Whether a value of [`REFERENCE_KERNELS_ENV`] leaves the fused kernels on.
+fn on_for_env(value: Option<&OsStr>) -> bool {
+    value.is_none_or(|v| v == "0")
 }
 
 /// `t` as a `U` when `T` and `U` are the same type (how a generic `Tensor<B, D>` is found to be
@@ -225,6 +258,15 @@ mod tests {
     use burn::module::{AutodiffModule, Module, Param};
     use burn::nn::LayerNormConfig;
     use burn::tensor::{Distribution, Tolerance};
+
+    #[test]
+    fn the_environment_switch_reads_zero_as_on_and_anything_else_as_off() {
+        assert!(on_for_env(None));
+        assert!(on_for_env(Some(OsStr::new("0"))));
+        assert!(!on_for_env(Some(OsStr::new("1"))));
+        assert!(!on_for_env(Some(OsStr::new(""))));
+        assert!(!on_for_env(Some(OsStr::new("yes"))));
+    }
 
     fn seeded<B: Backend>(seed: u64) -> B::Device {
         let device = Default::default();
