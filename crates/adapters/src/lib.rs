@@ -17,7 +17,7 @@
 //! use burn::prelude::*;
 //!
 //! let device = Default::default();
-//! let vit = VitConfig::new(8, 4, 1, 3, 16, 2, 2).with_mean(vec![0.5]).with_std(vec![0.5]);
+//! let vit = VitConfig::new().with_img_size(8).with_patch_size(4).with_in_chans(1).with_num_classes(3).with_embed_dim(16).with_depth(2).with_num_heads(2).with_mean(vec![0.5]).with_std(vec![0.5]);
 //! let model = AdaptedVitConfig { vit, adapter: AdapterKind::ClsToken }
 //!     .try_init::<Flex>(&device)
 //!     .unwrap();
@@ -29,6 +29,9 @@
 //! assert_eq!(model.params_per_domain(), 16);
 //! ```
 #![warn(missing_docs)]
+
+/// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
+pub use burn;
 
 pub mod io;
 mod kind;

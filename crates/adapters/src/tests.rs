@@ -17,7 +17,14 @@ const ALL: [AdapterKind; 6] = [
 ];
 
 fn tiny() -> VitConfig {
-    VitConfig::new(8, 4, 1, 3, 16, 2, 2)
+    VitConfig::new()
+        .with_img_size(8)
+        .with_patch_size(4)
+        .with_in_chans(1)
+        .with_num_classes(3)
+        .with_embed_dim(16)
+        .with_depth(2)
+        .with_num_heads(2)
         .with_mean(vec![0.5])
         .with_std(vec![0.25])
 }
@@ -79,7 +86,14 @@ fn paper_parameter_counts_for_vit_base() {
 /// from the initialized tensors.
 #[test]
 fn sweep_fmnist_parameter_counts() {
-    let vit = VitConfig::new(28, 7, 1, 10, 64, 4, 4)
+    let vit = VitConfig::new()
+        .with_img_size(28)
+        .with_patch_size(7)
+        .with_in_chans(1)
+        .with_num_classes(10)
+        .with_embed_dim(64)
+        .with_depth(4)
+        .with_num_heads(4)
         .with_mlp_ratio(2.0)
         .with_mean(vec![0.286])
         .with_std(vec![0.353]);

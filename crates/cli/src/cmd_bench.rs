@@ -150,7 +150,14 @@ impl PresetArg {
         let test = Preset {
             name: "test",
             model: "test_patch4_8",
-            vit: VitConfig::new(8, 4, 3, 10, 16, 1, 2),
+            vit: VitConfig::new()
+                .with_img_size(8)
+                .with_patch_size(4)
+                .with_in_chans(3)
+                .with_num_classes(10)
+                .with_embed_dim(16)
+                .with_depth(1)
+                .with_num_heads(2),
             batch: 2,
             train: true,
         };

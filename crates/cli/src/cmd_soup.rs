@@ -615,7 +615,14 @@ mod tests {
     fn tiny_model(device: &burn::prelude::Device<Flex>) -> AdaptedVit<Flex> {
         <Flex as Backend>::seed(device, 3);
         let config = AdaptedVitConfig {
-            vit: VitConfig::new(28, 7, 1, 10, 16, 1, 2)
+            vit: VitConfig::new()
+                .with_img_size(28)
+                .with_patch_size(7)
+                .with_in_chans(1)
+                .with_num_classes(10)
+                .with_embed_dim(16)
+                .with_depth(1)
+                .with_num_heads(2)
                 .with_mean(vec![0.5])
                 .with_std(vec![0.5]),
             adapter: AdapterKind::ClsToken,

@@ -286,7 +286,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("r/n03")).expect("mkdir");
         let subset = ClassSubset::from_folder(&dir.path().join("r"), &index).expect("subset");
         let device = Default::default();
-        let vit = VitConfig::new(8, 4, 1, 10, 16, 1, 2)
+        let vit = VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(10)
+            .with_embed_dim(16)
+            .with_depth(1)
+            .with_num_heads(2)
             .with_mean(vec![0.5])
             .with_std(vec![0.5]);
         let model = AdaptedVitConfig {

@@ -51,23 +51,54 @@ pub enum VitConfigError {
 
 /// Hyper-parameters of a [`Vit`](crate::Vit).
 ///
+/// Built by name, never by position: start from a preset (timm's names, e.g.
+/// [`VitConfig::vit_base_patch16_224`]) or from [`VitConfig::new`] (which *is* that preset) and
+/// change fields with the `with_*` methods:
+///
+/// ```
+/// use advsoup_vit::VitConfig;
+///
+/// let tiny = VitConfig::new()
+///     .with_img_size(8)
+///     .with_patch_size(4)
+///     .with_in_chans(1)
+///     .with_num_classes(3)
+///     .with_embed_dim(16)
+///     .with_depth(1)
+///     .with_num_heads(2)
+///     .with_mean(vec![0.5])
+///     .with_std(vec![0.5]);
+/// assert!(tiny.validate().is_ok());
+/// assert_eq!(VitConfig::new(), VitConfig::vit_base_patch16_224());
+/// ```
+///
 /// Any combination where `img_size % patch_size == 0` and `embed_dim % num_heads == 0` is valid;
-/// call [`VitConfig::validate`] (done by [`VitConfig::try_init`]) before building.
+/// call [`VitConfig::validate`] (done by [`VitConfig::try_init`]) before building. The defaults
+/// are timm's `vit_base_patch16_224` (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words";
+/// timm `vision_transformer.py`), normalized with mean = std = 0.5 per channel as timm's
+/// `augreg` ViT checkpoints are.
 #[derive(Config, Debug, PartialEq)]
 pub struct VitConfig {
     /// Side of the (square) input image in pixels.
+    #[config(default = 224)]
     pub img_size: usize,
     /// Side of a (square) patch in pixels.
+    #[config(default = 16)]
     pub patch_size: usize,
     /// Number of input channels.
+    #[config(default = 3)]
     pub in_chans: usize,
     /// Number of classes of the classifier head.
+    #[config(default = 1000)]
     pub num_classes: usize,
     /// Token width.
+    #[config(default = 768)]
     pub embed_dim: usize,
     /// Number of transformer blocks.
+    #[config(default = 12)]
     pub depth: usize,
     /// Number of attention heads.
+    #[config(default = 12)]
     pub num_heads: usize,
     /// Hidden width of the MLP as a multiple of `embed_dim`.
     #[config(default = 4.0)]
@@ -93,8 +124,12 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
+    /// timm's 224x224, patch-16, 12-block, 1000-class ViT family at a given width and head
+    /// count (timm `vision_transformer.py`, `vit_*_patch16_224`).
     fn timm_224(embed_dim: usize, num_heads: usize) -> Self {
-        Self::new(224, 16, 3, 1000, embed_dim, 12, num_heads)
+        Self::new()
+            .with_embed_dim(embed_dim)
+            .with_num_heads(num_heads)
     }
 
     /// timm `vit_tiny_patch16_224` (192 wide, 12 blocks, 3 heads, 1000 classes).
@@ -116,7 +151,14 @@ impl VitConfig {
     /// A small ViT for 28x28 grey images (MNIST, Fashion-MNIST): patch 4 (49 tokens), 128 wide,
     /// 6 blocks, 4 heads, 10 classes, normalized with Fashion-MNIST's statistics.
     pub fn vit_mini_patch4_28() -> Self {
-        Self::new(28, 4, 1, 10, 128, 6, 4)
+        Self::new()
+            .with_img_size(28)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(10)
+            .with_embed_dim(128)
+            .with_depth(6)
+            .with_num_heads(4)
             .with_mean(vec![0.2860])
             .with_std(vec![0.3530])
     }
@@ -124,7 +166,13 @@ impl VitConfig {
     /// A ViT-Tiny-like model for 32x32 colour images (CIFAR): patch 4 (64 tokens), 192 wide,
     /// 6 blocks, 3 heads, 10 classes, normalized with CIFAR-10's statistics.
     pub fn vit_tiny_patch4_32() -> Self {
-        Self::new(32, 4, 3, 10, 192, 6, 3)
+        Self::new()
+            .with_img_size(32)
+            .with_patch_size(4)
+            .with_num_classes(10)
+            .with_embed_dim(192)
+            .with_depth(6)
+            .with_num_heads(3)
             .with_mean(vec![0.4914, 0.4822, 0.4465])
             .with_std(vec![0.2470, 0.2435, 0.2616])
     }

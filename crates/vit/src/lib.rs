@@ -20,12 +20,15 @@
 //! use burn::prelude::*;
 //!
 //! let device = Default::default();
-//! let config = VitConfig::new(8, 4, 1, 3, 16, 2, 2).with_mean(vec![0.5]).with_std(vec![0.5]);
+//! let config = VitConfig::new().with_img_size(8).with_patch_size(4).with_in_chans(1).with_num_classes(3).with_embed_dim(16).with_depth(2).with_num_heads(2).with_mean(vec![0.5]).with_std(vec![0.5]);
 //! let vit = config.init::<Flex>(&device);
 //! let logits = vit.forward(Tensor::zeros([2, 1, 8, 8], &device));
 //! assert_eq!(logits.dims(), [2, 3]);
 //! ```
 #![warn(missing_docs)]
+
+/// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
+pub use burn;
 
 mod config;
 pub mod fast;
@@ -51,7 +54,14 @@ mod tests {
     type TestAutodiff = Autodiff<Flex>;
 
     fn tiny() -> VitConfig {
-        VitConfig::new(8, 4, 1, 3, 16, 2, 2)
+        VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(3)
+            .with_embed_dim(16)
+            .with_depth(2)
+            .with_num_heads(2)
             .with_mean(vec![0.4])
             .with_std(vec![0.3])
     }
@@ -70,7 +80,14 @@ mod tests {
     #[test]
     fn any_evenly_dividing_combination_builds() {
         let device = Default::default();
-        let config = VitConfig::new(12, 3, 2, 5, 24, 1, 4)
+        let config = VitConfig::new()
+            .with_img_size(12)
+            .with_patch_size(3)
+            .with_in_chans(2)
+            .with_num_classes(5)
+            .with_embed_dim(24)
+            .with_depth(1)
+            .with_num_heads(4)
             .with_mean(vec![0.5, 0.5])
             .with_std(vec![0.2, 0.3]);
         let vit = config.init::<TestBackend>(&device);

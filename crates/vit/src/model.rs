@@ -440,7 +440,14 @@ mod tests {
     type TestBackend = Flex;
 
     fn tiny() -> VitConfig {
-        VitConfig::new(8, 4, 2, 3, 16, 2, 2)
+        VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(2)
+            .with_num_classes(3)
+            .with_embed_dim(16)
+            .with_depth(2)
+            .with_num_heads(2)
             .with_mean(vec![0.4, 0.5])
             .with_std(vec![0.3, 0.2])
     }
