@@ -31,7 +31,7 @@ const KINDS: [AdapterKind; 6] = [
 ];
 
 fn vit_config() -> VitConfig {
-    VitConfig::new(8, 4, 1, 3, 8, 1, 2)
+    VitConfig::new().with_img_size(8).with_patch_size(4).with_in_chans(1).with_num_classes(3).with_embed_dim(8).with_depth(1).with_num_heads(2)
         .with_mean(vec![0.5])
         .with_std(vec![0.5])
 }
@@ -118,9 +118,22 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let config = vit_config();
-            if let Ok(v) =
-                advsoup_vit::io::load_timm_bytes::<B>(path, bytes, &config, &Default::default())
-            {
+            // Half the inputs take the normalization from the file's metadata (parsed too).
+            let norm = if kind_i % 2 == 0 {
+                advsoup_vit::io::NormalizationSource::FromFile
+            } else {
+                advsoup_vit::io::NormalizationSource::Given(advsoup_vit::io::Normalization::new(
+                    vec![0.5],
+                    vec![0.5],
+                ))
+            };
+            if let Ok(v) = advsoup_vit::io::load_timm_bytes::<B>(
+                path,
+                bytes,
+                &config,
+                &norm,
+                &Default::default(),
+            ) {
                 let x = Tensor::<B, 4>::zeros([2, 1, 8, 8], &Default::default());
                 assert_eq!(v.forward(x).dims(), [2, 3]);
             }

@@ -128,9 +128,9 @@ pub fn save_adapter<B: Backend>(model: &AdaptedVit<B>, path: &Path) -> Result<()
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), AdapterIoError> {
-    advsoup_vit::io::write_atomic(path, bytes).map_err(|source| AdapterIoError::Io {
+    advsoup_io::write_atomic(path, bytes).map_err(|e| AdapterIoError::Io {
         path: path.to_owned(),
-        source,
+        source: e.source,
     })
 }
 
@@ -298,7 +298,14 @@ mod tests {
     type TestBackend = Flex;
 
     fn model(kind: AdapterKind, depth: usize) -> AdaptedVit<TestBackend> {
-        let vit = VitConfig::new(8, 4, 1, 3, 8, depth, 2)
+        let vit = VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(3)
+            .with_embed_dim(8)
+            .with_depth(depth)
+            .with_num_heads(2)
             .with_mean(vec![0.5])
             .with_std(vec![0.5]);
         AdaptedVitConfig { vit, adapter: kind }

@@ -18,6 +18,7 @@ use advsoup_attacks::{Evaluator, ThreatModel};
 pub use advsoup_train::MULTI_NODE_ENV;
 use advsoup_train::{RunOptions, TrainConfig};
 use advsoup_vit::VitConfig;
+use advsoup_vit::io::{Normalization, NormalizationSource};
 use anyhow::{Context, Result, bail};
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -121,6 +122,13 @@ pub enum Command {
         /// Output advsoup model file.
         #[arg(long)]
         out: PathBuf,
+        /// Per-channel input mean the checkpoint was trained with (timm's pretrained_cfg, e.g.
+        /// `0.5,0.5,0.5`); required with --std unless the file records it (advsoup's exports do).
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        mean: Option<Vec<f64>>,
+        /// Per-channel input std (e.g. `0.5,0.5,0.5`); see --mean.
+        #[arg(long, value_delimiter = ',')]
+        std: Option<Vec<f64>>,
     },
     /// Write a run's model (a given mode) back to timm's layout.
     ExportTimm {
@@ -275,7 +283,18 @@ pub fn run(cli: Cli) -> Result<()> {
             preset,
             adapter,
             out,
-        } => import_timm(&file, &preset, &adapter, &out),
+            mean,
+            std,
+        } => {
+            let norm = match (mean, std) {
+                (Some(mean), Some(std)) => {
+                    NormalizationSource::Given(Normalization::new(mean, std))
+                }
+                (None, None) => NormalizationSource::FromFile,
+                _ => bail!("--mean and --std go together: give both or neither"),
+            };
+            import_timm(&file, &preset, &adapter, &norm, &out)
+        }
         Command::ExportTimm { run, mode, out } => export_timm(&run, mode, &out),
     }
 }
@@ -760,11 +779,21 @@ fn attack(args: AttackArgs) -> Result<()> {
     Ok(())
 }
 
-fn import_timm(file: &Path, preset_name: &str, adapter_name: &str, out: &Path) -> Result<()> {
+fn import_timm(
+    file: &Path,
+    preset_name: &str,
+    adapter_name: &str,
+    norm: &NormalizationSource,
+    out: &Path,
+) -> Result<()> {
     let vit_config = preset(preset_name)?;
     let kind = adapter(adapter_name)?;
     let device = Default::default();
-    let vit = advsoup_vit::io::load_timm::<Flex>(file, &vit_config, &device)?;
+    let vit = advsoup_vit::io::load_timm::<Flex>(file, &vit_config, norm, &device)?;
+    // The model's normalization is the one just resolved, not the preset's.
+    let vit_config = vit_config
+        .with_mean(Normalization::of_model(&vit).mean)
+        .with_std(Normalization::of_model(&vit).std);
     let model = advsoup_adapters::AdaptedVit::new(vit, kind, &vit_config);
     advsoup_adapters::io::save_model(&model, out)?;
     println!(
@@ -836,12 +865,9 @@ pub fn tune_allocator() {}
 
 /// Entry point of the binary: parses `std::env::args`, runs, prints `error: ...` and exits 2 on
 /// failure. `ADVSOUP_REFERENCE_KERNELS=1` runs burn's own ops instead of the fused CPU kernels
-/// of [`advsoup_vit::fast`] (for A/B measurements and bug reports).
+/// (read by [`advsoup_vit::fast`] itself, so library users get the same switch).
 pub fn main_entry() -> ! {
     let cli = Cli::parse();
-    if std::env::var_os("ADVSOUP_REFERENCE_KERNELS").is_some_and(|v| v != "0") {
-        advsoup_vit::fast::set_enabled(false);
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ADVSOUP_LOG")

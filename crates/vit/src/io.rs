@@ -1,6 +1,12 @@
 //! timm interop: load and save `.safetensors` files written by PyTorch/timm, through
 //! burn-store's PyTorch adapters (Linear weights transposed, LayerNorm `weight/bias` <->
 //! `gamma/beta`). Keys are timm's, so no renaming is needed.
+//!
+//! A timm weight file does not say how its inputs are normalized (timm keeps the mean and std
+//! in the model's `pretrained_cfg`, not in the weights), and a wrong normalization gives wrong
+//! predictions without any error. So [`load_timm`] never assumes one: the caller gives it
+//! ([`NormalizationSource::Given`]) or the file carries it ([`NormalizationSource::FromFile`]:
+//! [`save_timm`] writes `mean` and `std` into the safetensors metadata).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +75,23 @@ pub enum TimmIoError {
         /// The key.
         key: String,
     },
+    /// The input normalization is neither given nor recorded in the file.
+    #[error(
+        "{path}: the file does not record its input normalization (timm files never do); give the mean and std the checkpoint was trained with (timm's pretrained_cfg, e.g. 0.5,0.5,0.5 for the augreg ViTs)"
+    )]
+    NoNormalization {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The given normalization differs from the one the file records, or is not valid for the
+    /// model.
+    #[error("{path}: {message}")]
+    Normalization {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// burn-store refused the file.
     #[error("{path}: {message}")]
     Store {
@@ -77,6 +100,101 @@ pub enum TimmIoError {
         /// burn-store's message.
         message: String,
     },
+}
+
+/// A model's per-channel input normalization: pixels in [0, 1] become `(x - mean) / std` inside
+/// the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalization {
+    /// Per-channel means.
+    pub mean: Vec<f64>,
+    /// Per-channel standard deviations.
+    pub std: Vec<f64>,
+}
+
+impl Normalization {
+    /// A normalization from its per-channel mean and std.
+    pub fn new(mean: Vec<f64>, std: Vec<f64>) -> Self {
+        Self { mean, std }
+    }
+
+    /// timm's `IMAGENET_INCEPTION_MEAN` / `_STD` (0.5 and 0.5 per channel; timm
+    /// `data/constants.py`), the normalization of timm's ViT `augreg` checkpoints.
+    pub fn inception() -> Self {
+        Self::new(vec![0.5; 3], vec![0.5; 3])
+    }
+
+    /// timm's `IMAGENET_DEFAULT_MEAN` / `_STD` ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225);
+    /// timm `data/constants.py`), the normalization of DeiT and most torchvision-style
+    /// checkpoints.
+    pub fn imagenet() -> Self {
+        Self::new(vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225])
+    }
+
+    /// The normalization a config builds into its model.
+    pub fn of_config(config: &VitConfig) -> Self {
+        Self::new(config.mean.clone(), config.std.clone())
+    }
+
+    /// The normalization a model applies, read back from its constants: each value is the
+    /// shortest decimal that rebuilds the stored f32 constant exactly (the model keeps `mean`
+    /// and `1 / std`), so a config's 0.286 / 0.353 come back as 0.286 / 0.353.
+    pub fn of_model<B: Backend>(model: &Vit<B>) -> Self {
+        let values = |t: Tensor<B, 4>| -> Vec<f32> {
+            t.into_data().convert::<f32>().to_vec().unwrap_or_default()
+        };
+        Self::new(
+            values(model.mean.clone())
+                .into_iter()
+                .map(|m| shortest_decimal(m, f64::from(m), |x| x as f32))
+                .collect(),
+            values(model.inv_std.clone())
+                .into_iter()
+                .map(|inv| shortest_decimal(inv, 1.0 / f64::from(inv), |x| (1.0 / x) as f32))
+                .collect(),
+        )
+    }
+
+    fn to_metadata(&self) -> [(&'static str, String); 2] {
+        let list = |v: &[f64]| serde_json::to_string(v).unwrap_or_default();
+        [("mean", list(&self.mean)), ("std", list(&self.std))]
+    }
+
+    fn from_metadata(
+        meta: &std::collections::HashMap<String, String>,
+    ) -> Option<Result<Self, String>> {
+        let read = |k: &str| -> Option<Result<Vec<f64>, String>> {
+            meta.get(k).map(|v| {
+                serde_json::from_str::<Vec<f64>>(v)
+                    .map_err(|e| format!("metadata `{k}` = {v:?} is not a list of numbers ({e})"))
+            })
+        };
+        match (read("mean"), read("std")) {
+            (None, None) => None,
+            (Some(m), Some(s)) => Some(m.and_then(|m| s.map(|s| Self::new(m, s)))),
+            _ => Some(Err(
+                "metadata has only one of `mean` and `std`; expected both".to_string(),
+            )),
+        }
+    }
+}
+
+/// The decimal with the fewest significant digits near `approx` that `stored` maps back to
+/// `target` (`approx` itself when none of up to 17 digits does).
+fn shortest_decimal(target: f32, approx: f64, stored: impl Fn(f64) -> f32) -> f64 {
+    (0..17)
+        .filter_map(|digits| format!("{approx:.digits$e}").parse::<f64>().ok())
+        .find(|&x| stored(x) == target)
+        .unwrap_or(approx)
+}
+
+/// Where [`load_timm`] takes the model's input normalization from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NormalizationSource {
+    /// From the file's `mean` / `std` metadata (written by [`save_timm`]); an error if absent.
+    FromFile,
+    /// As given; if the file records one too, they must agree.
+    Given(Normalization),
 }
 
 /// Every parameter of the model this config builds, by timm key, with its shape in PyTorch's
@@ -172,18 +290,64 @@ pub fn check_timm_bytes(path: &Path, bytes: &[u8], config: &VitConfig) -> Result
     Ok(())
 }
 
-/// Loads timm weights (a PyTorch-written `.safetensors`) into a model built from `config`.
-/// Every key must be present with the right shape; the error names the first one that is not.
+/// Loads timm weights (a PyTorch-written `.safetensors`) into a model built from `config`, with
+/// the input normalization from `normalization` (never `config`'s default: see the module
+/// docs). Every key must be present with the right shape; the error names the first one that
+/// is not.
 pub fn load_timm<B: Backend>(
     path: &Path,
     config: &VitConfig,
+    normalization: &NormalizationSource,
     device: &B::Device,
 ) -> Result<Vit<B>, TimmIoError> {
     let bytes = std::fs::read(path).map_err(|source| TimmIoError::Io {
         path: path.to_owned(),
         source,
     })?;
-    load_timm_bytes(path, bytes, config, device)
+    load_timm_bytes(path, bytes, config, normalization, device)
+}
+
+/// The config `load_timm` builds: `config` with the normalization resolved from `source` and
+/// the file's metadata.
+fn resolve_normalization(
+    path: &Path,
+    bytes: &[u8],
+    config: &VitConfig,
+    source: &NormalizationSource,
+) -> Result<VitConfig, TimmIoError> {
+    let bad = |message: String| TimmIoError::Normalization {
+        path: path.to_owned(),
+        message,
+    };
+    let recorded = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| TimmIoError::Format {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?
+        .1
+        .metadata()
+        .as_ref()
+        .and_then(Normalization::from_metadata)
+        .transpose()
+        .map_err(bad)?;
+    let norm = match (source, recorded) {
+        (NormalizationSource::FromFile, Some(r)) => r,
+        (NormalizationSource::FromFile, None) => {
+            return Err(TimmIoError::NoNormalization {
+                path: path.to_owned(),
+            });
+        }
+        (NormalizationSource::Given(g), Some(r)) if *g != r => {
+            return Err(bad(format!(
+                "the given normalization (mean {:?}, std {:?}) differs from the file's (mean {:?}, std {:?})",
+                g.mean, g.std, r.mean, r.std
+            )));
+        }
+        (NormalizationSource::Given(g), _) => g.clone(),
+    };
+    let resolved = config.clone().with_mean(norm.mean).with_std(norm.std);
+    resolved.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(resolved)
 }
 
 /// [`load_timm`] on the bytes of a file already read (`path` only names it in errors).
@@ -191,9 +355,11 @@ pub fn load_timm_bytes<B: Backend>(
     path: &Path,
     bytes: Vec<u8>,
     config: &VitConfig,
+    normalization: &NormalizationSource,
     device: &B::Device,
 ) -> Result<Vit<B>, TimmIoError> {
     check_timm_bytes(path, &bytes, config)?;
+    let config = resolve_normalization(path, &bytes, config, normalization)?;
     let mut model: Vit<B> = config.init(device);
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(PyTorchToBurnAdapter)
@@ -221,12 +387,13 @@ pub fn load_timm_bytes<B: Backend>(
     Ok(model)
 }
 
-/// Writes the model in timm's layout and names, atomically (temporary file, then rename).
+/// Writes the model in timm's layout and names, atomically (temporary file, then rename), with
+/// its input normalization as `mean` / `std` metadata.
 pub fn save_timm<B: Backend>(model: &Vit<B>, path: &Path) -> Result<(), TimmIoError> {
     let bytes = timm_bytes(model, path)?;
-    write_atomic(path, &bytes).map_err(|source| TimmIoError::Io {
+    advsoup_io::write_atomic(path, &bytes).map_err(|e| TimmIoError::Io {
         path: path.to_owned(),
-        source,
+        source: e.source,
     })
 }
 
@@ -239,13 +406,23 @@ pub fn timm_bytes<B: Backend>(model: &Vit<B>, path: &Path) -> Result<Vec<u8>, Ti
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    store
-        .get_bytes()
-        .map(reproducible)
-        .map_err(|e| TimmIoError::Store {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    let bytes = store.get_bytes().map_err(|e| TimmIoError::Store {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let norm = Normalization::of_model(model);
+    Ok(rewrite_header(bytes, |header| {
+        if let Some(obj) = header.as_object_mut() {
+            let meta = obj
+                .entry("__metadata__")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let Some(meta) = meta.as_object_mut() {
+                for (k, v) in norm.to_metadata() {
+                    meta.insert(k.to_string(), serde_json::Value::String(v));
+                }
+            }
+        }
+    }))
 }
 
 /// burn-store writes the safetensors header from hash maps, so the same weights give different
@@ -255,6 +432,12 @@ pub fn timm_bytes<B: Backend>(model: &Vit<B>, path: &Path) -> Result<Vec<u8>, Ti
 /// resumed-versus-uninterrupted comparison or a content address wants. Bytes that are not a
 /// well-formed safetensors file are returned unchanged (loading reports them).
 pub fn reproducible(bytes: Vec<u8>) -> Vec<u8> {
+    rewrite_header(bytes, |_| {})
+}
+
+/// The safetensors `bytes` with the header parsed, changed by `edit`, and written back with
+/// sorted keys padded to 8 bytes (see [`reproducible`]); malformed bytes come back unchanged.
+fn rewrite_header(bytes: Vec<u8>, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let Some(len) = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
@@ -264,9 +447,10 @@ pub fn reproducible(bytes: Vec<u8>) -> Vec<u8> {
     let Some(header) = bytes.get(8..8usize.saturating_add(len)) else {
         return bytes;
     };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(header) else {
         return bytes;
     };
+    edit(&mut value);
     let Ok(mut text) = serde_json::to_vec(&value) else {
         return bytes;
     };
@@ -280,29 +464,10 @@ pub fn reproducible(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`, so
-/// that a reader never sees a half-written file.
+/// Writes `bytes` to `path` atomically and durably ([`advsoup_io::write_atomic`]).
+#[doc(hidden)]
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    advsoup_io::write_atomic(path, bytes).map_err(|e| e.source)
 }
 
 #[cfg(test)]
@@ -314,7 +479,14 @@ mod tests {
     /// writes them from hash maps, whose order differs between maps and processes).
     #[test]
     fn timm_export_header_is_sorted() {
-        let config = VitConfig::new(8, 4, 1, 3, 8, 1, 2)
+        let config = VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(3)
+            .with_embed_dim(8)
+            .with_depth(1)
+            .with_num_heads(2)
             .with_mean(vec![0.5])
             .with_std(vec![0.5]);
         let device = Default::default();
@@ -340,7 +512,14 @@ mod tests {
         // Regression: an I32 tensor of the right shape passed the key/shape check and was
         // handed to burn-store as is (the same case aborted the process with heap corruption in
         // the adapter loader).
-        let config = VitConfig::new(8, 4, 1, 3, 8, 1, 2)
+        let config = VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(3)
+            .with_embed_dim(8)
+            .with_depth(1)
+            .with_num_heads(2)
             .with_mean(vec![0.5])
             .with_std(vec![0.5]);
         let device = Default::default();
@@ -362,14 +541,110 @@ mod tests {
             })
             .collect();
         let ints = safetensors::serialize(views, None).expect("serialize");
-        let e = load_timm_bytes::<Flex>(Path::new("ints.safetensors"), ints, &config, &device)
-            .expect_err("integer head bias")
-            .to_string();
+        let e = load_timm_bytes::<Flex>(
+            Path::new("ints.safetensors"),
+            ints,
+            &config,
+            &FROM_FILE,
+            &device,
+        )
+        .expect_err("integer head bias")
+        .to_string();
         assert!(
             e.contains("ints.safetensors") && e.contains("`head.bias`") && e.contains("I32"),
             "{e}"
         );
-        load_timm_bytes::<Flex>(Path::new("ok.safetensors"), bytes, &config, &device)
-            .expect("the unmodified file loads");
+        load_timm_bytes::<Flex>(
+            Path::new("ok.safetensors"),
+            bytes,
+            &config,
+            &FROM_FILE,
+            &device,
+        )
+        .expect("the unmodified file loads");
+    }
+
+    const FROM_FILE: NormalizationSource = NormalizationSource::FromFile;
+
+    fn tiny_with(mean: f64, std: f64) -> VitConfig {
+        VitConfig::new()
+            .with_img_size(8)
+            .with_patch_size(4)
+            .with_in_chans(1)
+            .with_num_classes(3)
+            .with_embed_dim(8)
+            .with_depth(1)
+            .with_num_heads(2)
+            .with_mean(vec![mean])
+            .with_std(vec![std])
+    }
+
+    /// A timm-written file (no metadata) must not load with the config's normalization unless
+    /// one is given; advsoup's export records it, so its files load by themselves.
+    #[test]
+    fn normalization_is_given_or_read_from_the_file_never_defaulted() {
+        let device = Default::default();
+        let exported = tiny_with(0.286, 0.353).init::<Flex>(&device);
+        let bytes = timm_bytes(&exported, Path::new("m")).expect("bytes");
+        let meta = safetensors::SafeTensors::read_metadata(&bytes)
+            .expect("header")
+            .1;
+        let meta = meta.metadata().clone().expect("metadata written");
+        assert_eq!(meta["mean"], "[0.286]");
+        assert_eq!(meta["std"], "[0.353]");
+
+        // From the file: the recorded values win over the config's 0.5.
+        let cfg = tiny_with(0.5, 0.5);
+        let back =
+            load_timm_bytes::<Flex>(Path::new("a"), bytes.clone(), &cfg, &FROM_FILE, &device)
+                .expect("loads from metadata");
+        assert_eq!(
+            Normalization::of_model(&back),
+            Normalization::new(vec![0.286], vec![0.353])
+        );
+        back.mean
+            .into_data()
+            .assert_eq(&exported.mean.clone().into_data(), true);
+
+        // Given and agreeing: fine; given and disagreeing: refused, naming the file.
+        let agree = NormalizationSource::Given(Normalization::new(vec![0.286], vec![0.353]));
+        load_timm_bytes::<Flex>(Path::new("a"), bytes.clone(), &cfg, &agree, &device)
+            .expect("agreeing normalization");
+        let other = NormalizationSource::Given(Normalization::new(vec![0.5], vec![0.5]));
+        let e = load_timm_bytes::<Flex>(Path::new("b.st"), bytes.clone(), &cfg, &other, &device)
+            .expect_err("conflict")
+            .to_string();
+        assert!(e.starts_with("b.st: the given normalization"), "{e}");
+
+        // A file without metadata (as timm writes them): refused unless given.
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
+        let plain = safetensors::serialize(st.tensors(), None).expect("serialize");
+        let e = load_timm_bytes::<Flex>(
+            Path::new("timm.st"),
+            plain.clone(),
+            &cfg,
+            &FROM_FILE,
+            &device,
+        )
+        .expect_err("no normalization")
+        .to_string();
+        assert!(
+            e.starts_with("timm.st: the file does not record its input normalization"),
+            "{e}"
+        );
+        let given =
+            load_timm_bytes::<Flex>(Path::new("timm.st"), plain.clone(), &cfg, &agree, &device)
+                .expect("given");
+        assert_eq!(
+            Normalization::of_model(&given),
+            Normalization::new(vec![0.286], vec![0.353])
+        );
+
+        // A normalization with the wrong number of channels is refused before building.
+        let three = NormalizationSource::Given(Normalization::inception());
+        let e = load_timm_bytes::<Flex>(Path::new("timm.st"), plain, &cfg, &three, &device)
+            .expect_err("3 channels for a 1-channel model")
+            .to_string();
+        assert!(e.contains("mean and std need 1 entries"), "{e}");
     }
 }

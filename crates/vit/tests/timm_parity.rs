@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use advsoup_vit::VitConfig;
-use advsoup_vit::io::{TimmIoError, load_timm, save_timm};
+use advsoup_vit::io::{Normalization, NormalizationSource, TimmIoError, load_timm, save_timm};
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::{TensorData, Tolerance};
@@ -21,7 +21,19 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn config() -> VitConfig {
-    VitConfig::new(16, 4, 3, 5, 32, 2, 2)
+    VitConfig::new()
+        .with_img_size(16)
+        .with_patch_size(4)
+        .with_in_chans(3)
+        .with_num_classes(5)
+        .with_embed_dim(32)
+        .with_depth(2)
+        .with_num_heads(2)
+}
+
+/// The reference script's timm model uses timm's default ViT normalization.
+fn norm() -> NormalizationSource {
+    NormalizationSource::Given(Normalization::inception())
 }
 
 fn tensor(bytes: &[u8], name: &str) -> TensorData {
@@ -39,9 +51,13 @@ fn tensor(bytes: &[u8], name: &str) -> TensorData {
 fn timm_logits_match_to_1e_4() {
     let device = Default::default();
     let io = std::fs::read(fixture("timm_vit_io.safetensors")).expect("fixture");
-    let model =
-        load_timm::<TestBackend>(&fixture("timm_vit_small.safetensors"), &config(), &device)
-            .expect("load timm weights");
+    let model = load_timm::<TestBackend>(
+        &fixture("timm_vit_small.safetensors"),
+        &config(),
+        &norm(),
+        &device,
+    )
+    .expect("load timm weights");
     let x = Tensor::<TestBackend, 4>::from_data(tensor(&io, "input"), &device);
     let logits = model.forward(x);
     logits
@@ -52,9 +68,13 @@ fn timm_logits_match_to_1e_4() {
 #[test]
 fn export_round_trips_to_the_same_timm_file() {
     let device = Default::default();
-    let model =
-        load_timm::<TestBackend>(&fixture("timm_vit_small.safetensors"), &config(), &device)
-            .expect("load");
+    let model = load_timm::<TestBackend>(
+        &fixture("timm_vit_small.safetensors"),
+        &config(),
+        &norm(),
+        &device,
+    )
+    .expect("load");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("back.safetensors");
     save_timm(&model, &out).expect("save");
@@ -101,7 +121,7 @@ fn missing_key_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("no_head.safetensors");
     std::fs::write(&path, rewrite(|n, _, _| n != "head.weight")).expect("write");
-    let err = load_timm::<TestBackend>(&path, &config(), &Default::default()).unwrap_err();
+    let err = load_timm::<TestBackend>(&path, &config(), &norm(), &Default::default()).unwrap_err();
     assert!(matches!(err, TimmIoError::MissingKey { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -123,7 +143,7 @@ fn wrong_shape_names_key_and_both_shapes() {
         true
     });
     std::fs::write(&path, bytes).expect("write");
-    let err = load_timm::<TestBackend>(&path, &config(), &Default::default()).unwrap_err();
+    let err = load_timm::<TestBackend>(&path, &config(), &norm(), &Default::default()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("`blocks.1.mlp.fc1.bias`"), "{msg}");
     assert!(msg.contains("[64]") && msg.contains("[128]"), "{msg}");
@@ -134,6 +154,6 @@ fn garbage_is_not_safetensors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("garbage.safetensors");
     std::fs::write(&path, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").expect("write");
-    let err = load_timm::<TestBackend>(&path, &config(), &Default::default()).unwrap_err();
+    let err = load_timm::<TestBackend>(&path, &config(), &norm(), &Default::default()).unwrap_err();
     assert!(matches!(err, TimmIoError::Format { .. }), "{err}");
 }
