@@ -27,6 +27,7 @@
 
 pub mod adapter_sweep;
 pub mod bench;
+pub mod claims;
 pub mod params;
 pub mod run;
 pub mod soup;

@@ -1,6 +1,7 @@
 //! The records of one training run directory (`advsoup train`): `run.json` ([`RunMeta`]),
-//! `metrics.jsonl` (one [`EpochMetrics`] per line) and `final.json` ([`FinalReport`], whose
-//! [`FinalReport::table`] is `final.md`).
+//! `metrics.jsonl` (one [`EpochMetrics`] per line), `checkpoint/state.json`
+//! ([`CheckpointState`]) and `final.json` ([`FinalReport`], whose [`FinalReport::table`] is
+//! `final.md`).
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,35 @@ pub struct EpochMetrics {
     /// f16 runs: steps skipped for overflowing gradients so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_steps: Option<usize>,
+}
+
+/// `checkpoint/state.json`: where training stands, saved with each checkpoint (what a
+/// resumed run continues from).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Optimizer steps into the current epoch.
+    pub step_in_epoch: usize,
+    /// Optimizer steps in all.
+    pub global_step: usize,
+    /// Sum of the current epoch's step losses so far.
+    pub loss_sum: f64,
+    /// Steps in `loss_sum`.
+    pub loss_count: usize,
+    /// Training wall time so far (s).
+    pub train_seconds: f64,
+    /// The completed epochs' metrics.
+    pub epochs: Vec<EpochMetrics>,
+    /// f16 loss scaling: the current scale (`None` when the precision needs none).
+    #[serde(default)]
+    pub loss_scale: Option<f64>,
+    /// Finite steps in a row at the current scale.
+    #[serde(default)]
+    pub finite_steps: usize,
+    /// Steps skipped for non-finite scaled gradients, in all.
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 /// Accuracy of both modes on one distribution-shift test set.
@@ -264,5 +294,33 @@ mod tests {
         let back: RunMeta =
             serde_json::from_str(&serde_json::to_string(&with_rev).expect("json")).expect("parse");
         assert_eq!(back, with_rev);
+    }
+
+    #[test]
+    fn checkpoint_state_round_trips_and_old_states_parse() {
+        let state = CheckpointState {
+            epoch: 1,
+            step_in_epoch: 2,
+            global_step: 12,
+            loss_sum: 4.5,
+            loss_count: 2,
+            train_seconds: 3.25,
+            epochs: vec![],
+            loss_scale: Some(1024.0),
+            finite_steps: 5,
+            skipped_steps: 1,
+        };
+        let text = serde_json::to_string_pretty(&state).expect("json");
+        assert_eq!(
+            serde_json::from_str::<CheckpointState>(&text).expect("parse"),
+            state
+        );
+        let old = r#"{"epoch":0,"step_in_epoch":3,"global_step":3,"loss_sum":6.0,
+            "loss_count":3,"train_seconds":1.0,"epochs":[]}"#;
+        let old: CheckpointState = serde_json::from_str(old).expect("old state");
+        assert_eq!(
+            (old.global_step, old.loss_scale, old.finite_steps),
+            (3, None, 0)
+        );
     }
 }

@@ -253,6 +253,16 @@ impl SelectReport {
     }
 }
 
+/// The `f64` a reader gets when it parses, as `f64`, the JSON number a writer wrote for the
+/// `f32` `x` (serde_json writes an `f32` with its own shortest digits: `0.3f32` is written
+/// `0.3` and read back as `0.3f64`, not as `0.3f32 as f64` = 0.30000001192092896). `None` for a
+/// non-finite `x`, which JSON writes as `null`.
+pub fn f32_as_json_f64(x: f32) -> Option<f64> {
+    serde_json::to_string(&x)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+}
+
 /// Index of the best score, the first one on ties; `None` when empty or all NaN.
 pub fn argmax_first(scores: &[f64]) -> Option<usize> {
     let mut best: Option<usize> = None;
@@ -457,6 +467,26 @@ mod tests {
         let missing = SELECT_JSON.replace("\"test_acc_chosen\"", "\"test_acc_best\"");
         let e = serde_json::from_str::<SelectReport>(&missing).expect_err("renamed field");
         assert!(e.to_string().contains("test_acc_chosen"), "{e}");
+    }
+
+    #[test]
+    fn f32_values_read_back_as_the_f64_of_their_json_digits() {
+        assert_eq!(f32_as_json_f64(0.3), Some(0.3));
+        assert_ne!(0.3f32 as f64, 0.3);
+        assert_eq!(f32_as_json_f64(1.0), Some(1.0));
+        assert_eq!(f32_as_json_f64(f32::NAN), None);
+        for b in parse_grid() {
+            let text = serde_json::to_string(&b).expect("json");
+            let read: f64 = serde_json::from_str(&text).expect("parse");
+            assert_eq!(f32_as_json_f64(b), Some(read), "{b}");
+        }
+    }
+
+    fn parse_grid() -> Vec<f32> {
+        (0..=20)
+            .map(|i| (((i as f64 * 0.05) * 1e6).round() / 1e6) as f32)
+            .chain([1e-7, 123.456, 0.1 + 0.2])
+            .collect()
     }
 
     #[test]
