@@ -333,30 +333,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     );
 
     // 2. soup sweep and 3. eval, on the uninterrupted run
-    let sweep = |out: &Path| {
-        vec![
-            s("soup"),
-            s("sweep"),
-            s("--run"),
-            ra.display().to_string(),
-            s("--betas"),
-            s("0:1:0.25"),
-            s("--n-clean"),
-            s(400),
-            s("--n-robust"),
-            s(100),
-            s("--attacks"),
-            s("pgd-10,apgd-ce"),
-            s("--apgd-iter"),
-            s(10),
-            s("--n-shift"),
-            s(200),
-            s("--corruptions"),
-            s("gaussian_noise,contrast"),
-            s("--out"),
-            out.display().to_string(),
-        ]
-    };
+    let sweep = |out: &Path| sweep_args(&ra, out);
     let t = complete(&bin, &sweep(&dir.join("sweep-a")))?;
     let (hit_s, issued_s) = soak_job(
         &bin,
@@ -375,21 +352,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         soup("sweep-a")? == soup("sweep-b")?
     );
 
-    let eval = |out: &Path| {
-        vec![
-            s("eval"),
-            s("--run"),
-            ra.display().to_string(),
-            s("--attack"),
-            s("pgd-10"),
-            s("--eps"),
-            s(0.1),
-            s("--n"),
-            s(400),
-            s("--out"),
-            out.display().to_string(),
-        ]
-    };
+    let eval = |out: &Path| eval_args(&ra, out);
     let t = complete(&bin, &eval(&dir.join("eval-a.json")))?;
     let (hit_e, issued_e) = soak_job(
         &bin,
@@ -408,17 +371,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         ev("eval-a.json")? == ev("eval-b.json")?
     );
 
-    let leftovers: Vec<String> = walk(&dir)
-        .into_iter()
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            n.ends_with(".tmp") || n.ends_with("tmp~") || n.contains(".partial")
-        })
-        .map(|p| p.display().to_string())
-        .collect();
+    let leftovers = leftover_temporaries(&dir);
     println!(
         "soak: kills {} (hit {}), resumes {}, mismatches {}, leftover temporary files {}",
         issued + issued_s + issued_e,
@@ -435,6 +388,64 @@ pub fn run(args: SoakArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `advsoup soup sweep` of the run `run` into `out`.
+fn sweep_args(run: &Path, out: &Path) -> Vec<String> {
+    vec![
+        s("soup"),
+        s("sweep"),
+        s("--run"),
+        run.display().to_string(),
+        s("--betas"),
+        s("0:1:0.25"),
+        s("--n-clean"),
+        s(400),
+        s("--n-robust"),
+        s(100),
+        s("--attacks"),
+        s("pgd-10,apgd-ce"),
+        s("--apgd-iter"),
+        s(10),
+        s("--n-shift"),
+        s(200),
+        s("--corruptions"),
+        s("gaussian_noise,contrast"),
+        s("--out"),
+        out.display().to_string(),
+    ]
+}
+
+/// `advsoup eval` of the run `run` into `out`.
+fn eval_args(run: &Path, out: &Path) -> Vec<String> {
+    vec![
+        s("eval"),
+        s("--run"),
+        run.display().to_string(),
+        s("--attack"),
+        s("pgd-10"),
+        s("--eps"),
+        s(0.1),
+        s("--n"),
+        s(400),
+        s("--out"),
+        out.display().to_string(),
+    ]
+}
+
+/// Temporary files a killed process left under `dir` (a finished job leaves none).
+fn leftover_temporaries(dir: &Path) -> Vec<String> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            n.ends_with(".tmp") || n.ends_with("tmp~") || n.contains(".partial")
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
