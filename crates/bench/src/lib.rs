@@ -1,10 +1,14 @@
-//! advsoup-bench: the measuring half of evaluation — throughput of a step and the JSON records
+//! advsoup-bench: the speed and memory harness of advsoup's own steps, and the JSON records
 //! benchmarks write.
 //!
-//! [`measure`] times a closure over warm-up and measured iterations and reports images/s;
-//! [`BenchRecord`] is the JSON line `cargo xtask bench` writes. It does not decide what is
-//! measured (the cli composes the steps from `train`), and never asserts on timings: speed is
-//! reported, not tested.
+//! [`measure`] times a closure over warm-up and measured iterations and reports images/s as a
+//! [`BenchRecord`]. [`harness::run_suite`] measures the steps training spends its time in
+//! (forward, nominal train step, PGD step, co-training step), composed from `advsoup-train`'s
+//! regimes, on the named models of [`presets`], and returns the [`suite::BenchReport`] that
+//! `advsoup bench --json` writes and `cargo xtask bench` joins with the PyTorch reference;
+//! [`child`] measures PGD's peak memory in fresh child processes of the `advsoup` binary. It
+//! never asserts on timings (speed is reported, not tested), parses no command line and
+//! prints no results: the cli does (progress goes to stderr).
 //!
 //! [`report`] holds the RobustBench-style report cards of evaluated models (JSON + markdown)
 //! and content hashes; [`sweep`] the records, CSV/JSON and SVG plots of an adversarial-soup
@@ -16,13 +20,24 @@
 //! assert_eq!(m.iters, 3);
 //! assert!(m.images_per_s > 0.0);
 //! ```
+//!
+//! `examples/measure.rs` times a small ViT's forward pass this way.
 #![warn(missing_docs)]
 
 pub mod report;
 pub mod sweep;
 
+pub mod child;
+mod error;
+pub mod harness;
 pub mod memory;
+pub mod presets;
 pub mod suite;
+
+pub use child::{MemoryPlan, memory_child};
+pub use error::BenchError;
+pub use harness::{BenchStep, Settings, SuitePlan, run_suite, threads};
+pub use presets::BenchPreset;
 
 use std::time::Instant;
 
