@@ -2,11 +2,12 @@
 //! out to `cargo run -p advsoup-cli` for anything numeric.
 
 mod soak;
-mod sweep;
+mod sweep_adapters;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use advsoup_records::bench::{BenchReport, PresetReport};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -41,7 +42,7 @@ enum Task {
     /// The paper's adapter comparison: trains nominal, adversarial and co-training with every
     /// adapter under one budget, evaluates each (clean, PGD-20, APGD-CE, corruptions, soups) and
     /// writes reports/sweep-<name>-<seed>/{REPORT.md,results.json,fronts.svg}. Resumable.
-    SweepAdapters(sweep::SweepArgs),
+    SweepAdapters(sweep_adapters::SweepArgs),
     /// Crash safety: SIGKILLs a small training run (and a soup sweep and an evaluation) at
     /// random moments, resumes each time, and requires results identical to uninterrupted runs.
     Soak(soak::SoakArgs),
@@ -252,9 +253,9 @@ fn torch_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+/// Reads the record `T` from a JSON file; the error names the file (and the field).
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    Ok(advsoup_records::read_json(path)?)
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
@@ -318,7 +319,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         .arg(&ours_path)
         .env("RAYON_NUM_THREADS", threads.to_string());
     status(c)?;
-    let ours = read_json(&ours_path)?;
+    let ours: BenchReport = read_json(&ours_path)?;
 
     let torch = if args.no_torch {
         None
@@ -332,7 +333,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             .arg("--json")
             .arg(&torch_path);
         status(c)?;
-        Some(read_json(&torch_path)?)
+        Some(read_json::<BenchReport>(&torch_path)?)
     } else {
         println!(
             "PyTorch reference skipped: `python3 -c \"import torch, timm\"` failed (pip install torch timm)"
@@ -363,103 +364,87 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn rate(report: &serde_json::Value, preset: &str, step: &str) -> Option<f64> {
-    report["presets"]
-        .as_array()?
-        .iter()
-        .find(|p| p["preset"] == preset)?["records"]
-        .as_array()?
-        .iter()
-        .find(|r| r["name"] == step)?["images_per_s"]
-        .as_f64()
-}
-
-fn peak(report: &serde_json::Value, preset: &str, k: u64) -> Option<(f64, f64)> {
-    let m = report["presets"]
-        .as_array()?
-        .iter()
-        .find(|p| p["preset"] == preset)?["memory"]
-        .as_array()?
-        .iter()
-        .find(|m| m["steps"].as_u64() == Some(k))?;
-    let peak = m["peak_rss_mib"].as_f64()?;
-    Some((peak, peak - m["rss_before_mib"].as_f64()?))
-}
-
 fn cell(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
 }
 
-/// The side-by-side tables of an advsoup report and an optional torch report (the JSON shape of
-/// advsoup_bench::suite::BenchReport).
-fn side_by_side(ours: &serde_json::Value, torch: Option<&serde_json::Value>) -> String {
-    let null = serde_json::Value::Null;
-    let theirs = torch.unwrap_or(&null);
+/// Peak memory and its growth of `preset` at attack length `k`, if measured.
+fn peak(report: Option<&BenchReport>, preset: &str, k: usize) -> Option<(f64, f64)> {
+    let m = report?.memory(preset, k)?;
+    Some((m.peak_rss_mib, m.peak_rss_mib - m.rss_before_mib))
+}
+
+/// The side-by-side tables of an advsoup report and an optional torch report.
+fn side_by_side(ours: &BenchReport, torch: Option<&BenchReport>) -> String {
     let mut s = format!(
         "advsoup: {} | torch: {}\n\n| preset | step | batch | advsoup img/s | torch img/s | advsoup/torch |\n|---|---|---|---|---|---|\n",
-        ours["device"].as_str().unwrap_or("?"),
-        theirs["device"].as_str().unwrap_or("not run"),
+        ours.device,
+        torch.map_or("not run", |t| t.device.as_str()),
     );
     let mut memory = String::new();
-    for p in ours["presets"].as_array().into_iter().flatten() {
-        let preset = p["preset"].as_str().unwrap_or("?");
-        for r in p["records"].as_array().into_iter().flatten() {
-            let step = r["name"].as_str().unwrap_or("?");
+    for p in &ours.presets {
+        let preset = p.preset.as_str();
+        for r in &p.records {
+            let step = r.name.as_str();
             let label = if step == "co_training_step" {
-                format!("{step} (K={})", p["pgd_steps"])
+                format!("{step} (K={})", p.pgd_steps)
             } else {
                 step.to_string()
             };
-            let a = r["images_per_s"].as_f64();
-            let t = rate(theirs, preset, step);
-            let ratio = match (a, t) {
-                (Some(a), Some(t)) if t > 0.0 => format!("{:.2}x", a / t),
+            let a = r.images_per_s;
+            let t = torch.and_then(|t| t.rate(preset, step));
+            let ratio = match t {
+                Some(t) if t > 0.0 => format!("{:.2}x", a / t),
                 _ => "-".into(),
             };
             s.push_str(&format!(
                 "| {preset} | {label} | {} | {} | {} | {ratio} |\n",
-                r["batch"],
-                cell(a),
+                r.batch,
+                cell(Some(a)),
                 cell(t)
             ));
         }
-        let ks: Vec<u64> = p["memory"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["steps"].as_u64())
-            .collect();
-        for &k in &ks {
-            let a = peak(ours, preset, k);
-            let t = peak(theirs, preset, k);
-            memory.push_str(&format!(
-                "| {preset} | {} | {k} | {} | {} | {} | {} |\n",
-                p["batch"],
-                cell(a.map(|a| a.0)),
-                cell(a.map(|a| a.1)),
-                cell(t.map(|t| t.0)),
-                cell(t.map(|t| t.1)),
-            ));
-        }
-        if let (Some(&k0), Some(&k1)) = (ks.first(), ks.last())
-            && k0 != k1
-        {
-            let ratio = |r: &serde_json::Value| match (peak(r, preset, k0), peak(r, preset, k1)) {
-                (Some(a), Some(b)) if a.0 > 0.0 => format!("{:.3}", b.0 / a.0),
-                _ => "-".into(),
-            };
-            memory.push_str(&format!(
-                "| {preset} | peak K={k1} / K={k0} | | {} | | {} | |\n",
-                ratio(ours),
-                ratio(theirs)
-            ));
-        }
+        memory.push_str(&memory_rows(ours, torch, p));
     }
     if !memory.is_empty() {
         s.push_str("\nPGD peak memory (process VmHWM, one fresh process per K; growth = peak - RSS before the attack)\n\n| preset | batch | K | advsoup peak MiB | advsoup growth MiB | torch peak MiB | torch growth MiB |\n|---|---|---|---|---|---|---|\n");
         s.push_str(&memory);
     }
     s
+}
+
+/// The memory rows of one preset: one per K, then the peak ratio of the longest to the
+/// shortest attack.
+fn memory_rows(ours: &BenchReport, torch: Option<&BenchReport>, p: &PresetReport) -> String {
+    let preset = p.preset.as_str();
+    let mut memory = String::new();
+    let ks: Vec<usize> = p.memory.iter().map(|m| m.steps).collect();
+    for &k in &ks {
+        let a = peak(Some(ours), preset, k);
+        let t = peak(torch, preset, k);
+        memory.push_str(&format!(
+            "| {preset} | {} | {k} | {} | {} | {} | {} |\n",
+            p.batch,
+            cell(a.map(|a| a.0)),
+            cell(a.map(|a| a.1)),
+            cell(t.map(|t| t.0)),
+            cell(t.map(|t| t.1)),
+        ));
+    }
+    if let (Some(&k0), Some(&k1)) = (ks.first(), ks.last())
+        && k0 != k1
+    {
+        let ratio = |r: Option<&BenchReport>| match (peak(r, preset, k0), peak(r, preset, k1)) {
+            (Some(a), Some(b)) if a.0 > 0.0 => format!("{:.3}", b.0 / a.0),
+            _ => "-".into(),
+        };
+        memory.push_str(&format!(
+            "| {preset} | peak K={k1} / K={k0} | | {} | | {} | |\n",
+            ratio(Some(ours)),
+            ratio(torch)
+        ));
+    }
+    memory
 }
 
 fn main() -> Result<()> {
@@ -483,7 +468,7 @@ fn main() -> Result<()> {
         }
         Task::Tidy => tidy(),
         Task::Bench(args) => bench(args),
-        Task::SweepAdapters(args) => sweep::run(args),
+        Task::SweepAdapters(args) => sweep_adapters::run(args),
         Task::Soak(args) => soak::run(args),
         Task::Test => {
             tidy()?;
@@ -498,7 +483,7 @@ fn main() -> Result<()> {
 mod tests {
     use super::*;
 
-    fn report(tool: &str, rates: &[(&str, f64)], peaks: &[(u64, f64)]) -> serde_json::Value {
+    fn report(tool: &str, rates: &[(&str, f64)], peaks: &[(u64, f64)]) -> BenchReport {
         let records: Vec<_> = rates
             .iter()
             .map(|(n, r)| serde_json::json!({"name": n, "batch": 4, "iters": 1, "seconds_per_iter": 4.0 / r, "images_per_s": r}))
@@ -507,9 +492,10 @@ mod tests {
             .iter()
             .map(|(k, p)| serde_json::json!({"name": "pgd", "steps": k, "rss_before_mib": 100.0, "peak_rss_mib": p}))
             .collect();
-        serde_json::json!({"tool": tool, "device": tool, "threads": 2, "presets": [
+        serde_json::from_value(serde_json::json!({"tool": tool, "device": tool, "threads": 2, "presets": [
             {"preset": "tiny32", "model": "m", "batch": 4, "pgd_steps": 2, "eps": 0.03, "step_size": 0.01,
-             "records": records, "memory": memory}]})
+             "records": records, "memory": memory}]}))
+        .expect("a bench report")
     }
 
     #[test]

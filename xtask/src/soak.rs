@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use advsoup_records::run::{CheckpointState, EpochMetrics, FinalReport};
+use advsoup_records::soup::SoupSweep;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
@@ -141,26 +143,41 @@ batch_size = 250
     )
 }
 
-fn without(mut v: Value, keys: &[&str]) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        for k in keys {
-            o.remove(*k);
-        }
-    }
-    v
-}
-
+/// An eval report (`advsoup eval --out`): compared whole, field by field, and never read, so it
+/// stays opaque JSON here (its type holds the attacks' configurations, which xtask must not
+/// link).
 fn json(path: &Path) -> Result<Value> {
     crate::read_json(path)
 }
 
-fn metrics(run: &Path) -> Result<Vec<Value>> {
+/// `final.json` without the wall time, which differs between interrupted and whole runs.
+fn final_report(run: &Path) -> Result<FinalReport> {
+    let mut report: FinalReport = crate::read_json(&run.join("final.json"))?;
+    report.train_seconds = 0.0;
+    Ok(report)
+}
+
+/// `metrics.jsonl` without the throughput, which differs between interrupted and whole runs.
+fn metrics(run: &Path) -> Result<Vec<EpochMetrics>> {
     let p = run.join("metrics.jsonl");
     std::fs::read_to_string(&p)
         .with_context(|| format!("reading {}", p.display()))?
         .lines()
-        .map(|l| Ok(without(serde_json::from_str(l)?, &["images_per_s"])))
+        .enumerate()
+        .map(|(i, l)| {
+            let mut m: EpochMetrics = serde_json::from_str(l)
+                .with_context(|| format!("{}: line {}", p.display(), i + 1))?;
+            m.images_per_s = 0.0;
+            Ok(m)
+        })
         .collect()
+}
+
+/// `soup.json` without the wall time.
+fn soup_sweep(path: &Path) -> Result<SoupSweep> {
+    let mut sweep: SoupSweep = crate::read_json(path)?;
+    sweep.wall_seconds = 0.0;
+    Ok(sweep)
 }
 
 /// Runs `args` to the end; returns its wall time.
@@ -236,10 +253,8 @@ fn check_checkpoint(run: &Path) -> Result<Option<u64>> {
         if !dir.exists() {
             continue;
         }
-        let state = json(&dir.join("state.json"))?;
-        let step = state["global_step"]
-            .as_u64()
-            .with_context(|| format!("{}: no global_step", dir.display()))?;
+        let state: CheckpointState = crate::read_json(&dir.join("state.json"))?;
+        let step = state.global_step as u64;
         let files = std::fs::read_dir(&dir)?.count();
         if files < 3 {
             bail!(
@@ -267,7 +282,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     write_idx(&data, 2200, 400)?;
     let config = dir.join("soak.toml");
     std::fs::write(&config, config_text(&data))?;
-    let bin = crate::sweep::private_binary(args.dev, &dir.join("bin"))?;
+    let bin = crate::sweep_adapters::private_binary(args.dev, &dir.join("bin"))?;
     let mut rng = Rng(args.seed);
     let train = |runs: &Path, resume: bool| {
         let mut a = vec![
@@ -302,8 +317,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     if model(&ra)? != model(&rb)? {
         mismatches.push("model.safetensors".to_string());
     }
-    let fin = |r: &Path| json(&r.join("final.json")).map(|v| without(v, &["train_seconds"]));
-    if fin(&ra)? != fin(&rb)? {
+    if final_report(&ra)? != final_report(&rb)? {
         mismatches.push("final.json".into());
     }
     if metrics(&ra)? != metrics(&rb)? {
@@ -352,8 +366,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         &mut rng,
         |_| Ok(()),
     )?;
-    let soup =
-        |d: &str| json(&dir.join(d).join("soup.json")).map(|v| without(v, &["wall_seconds"]));
+    let soup = |d: &str| soup_sweep(&dir.join(d).join("soup.json"));
     if soup("sweep-a")? != soup("sweep-b")? {
         mismatches.push("soup.json".into());
     }

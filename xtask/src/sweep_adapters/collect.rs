@@ -1,0 +1,213 @@
+//! Gathering the results of an adapter sweep: every number of a row is read, through its
+//! record type, from a file the cli wrote (`final.json`, `soup/soup.json`,
+//! `soup/select-*.json`, `params.json`). A missing or renamed field is an error naming the
+//! file.
+
+use std::path::Path;
+
+use advsoup_records::adapter_sweep::{RowResult, ShiftSoupResult, SweepConfig, SweepResults};
+use advsoup_records::params::ParamCounts;
+use advsoup_records::run::FinalReport;
+use advsoup_records::soup::{SelectReport, SoupSweep, f32_as_json_f64};
+use advsoup_records::{claims, read_json};
+use anyhow::{Context, Result};
+
+use super::plan::{RowSpec, rows};
+use super::run::{exists, select_path};
+
+/// The results of every row that has all its files under `runs`, and the claims checked on
+/// them.
+pub(super) fn collect(config: &SweepConfig, runs: &Path, quick: bool) -> Result<SweepResults> {
+    let mut results = Vec::new();
+    let mut eps = f64::NAN;
+    for spec in rows(config) {
+        let dir = runs.join(&spec.name);
+        let final_path = dir.join("final.json");
+        let soup_path = dir.join("soup/soup.json");
+        let params_path = dir.join("params.json");
+        if !(exists(&final_path) && exists(&soup_path) && exists(&params_path)) {
+            continue;
+        }
+        let fin: FinalReport = read_json(&final_path)?;
+        let soup: SoupSweep = read_json(&soup_path)?;
+        let params: ParamCounts = read_json(&params_path)?;
+        eps = soup.eps;
+        let shifts = shift_results(config, &dir.join("soup"))?;
+        results.push(row_result(&spec, &dir, fin, soup, params, shifts)?);
+    }
+    let claims = claims::claims(&results);
+    Ok(SweepResults {
+        config: config.clone(),
+        quick,
+        eps,
+        rows: results,
+        claims,
+    })
+}
+
+/// The row's per-shift selections that exist, in the order of the sweep file's corruptions.
+fn shift_results(config: &SweepConfig, soup_dir: &Path) -> Result<Vec<ShiftSoupResult>> {
+    let mut shifts = Vec::new();
+    for c in config.corruption_list() {
+        let p = select_path(soup_dir, config, &c);
+        if !exists(&p) {
+            continue;
+        }
+        let v: SelectReport = read_json(&p)?;
+        shifts.push(ShiftSoupResult {
+            shift: v.shift,
+            // the f64 of the digits the cli wrote, as results.json has always held it
+            chosen_beta: f32_as_json_f64(v.chosen_beta)
+                .with_context(|| format!("{}: chosen_beta is not a number", p.display()))?,
+            soup_acc: v.test_acc_chosen,
+            clean_mode_acc: v.test_acc_clean_mode,
+            robust_mode_acc: v.test_acc_robust_mode,
+            n_test: v.n_test,
+        });
+    }
+    Ok(shifts)
+}
+
+fn row_result(
+    spec: &RowSpec,
+    dir: &Path,
+    fin: FinalReport,
+    soup: SoupSweep,
+    params: ParamCounts,
+    shifts: Vec<ShiftSoupResult>,
+) -> Result<RowResult> {
+    let soup_path = dir.join("soup/soup.json");
+    let robust_row = soup
+        .rows
+        .iter()
+        .find(|r| r.beta == 0.0)
+        .or_else(|| soup.rows.first())
+        .with_context(|| format!("{}: no β = 0 row", soup_path.display()))?;
+    let apgd = robust_row
+        .attack_acc("apgd-ce")
+        .with_context(|| format!("{}: no apgd-ce result at β = 0", soup_path.display()))?;
+    let mean = |f: fn(&ShiftSoupResult) -> f64| {
+        if shifts.is_empty() {
+            f64::NAN
+        } else {
+            shifts.iter().map(f).sum::<f64>() / shifts.len() as f64
+        }
+    };
+    Ok(RowResult {
+        name: spec.name.clone(),
+        label: spec.label.clone(),
+        regime: spec.regime.clone(),
+        adapter: params.adapter,
+        has_adapter: spec.has_adapter(),
+        params_per_domain: params.params_per_domain,
+        total_params: params.total_params,
+        clean_acc: fin.clean_mode_clean_acc,
+        n_clean: fin.n_clean,
+        robust_acc_pgd20: fin.robust_mode_robust_acc,
+        n_robust_pgd20: fin.n_robust,
+        final_attack: fin.attack,
+        robust_acc_apgd_ce: apgd,
+        n_robust_apgd: soup.n_robust,
+        mean_corruption_acc: mean(|s| s.clean_mode_acc),
+        mean_soup_acc: mean(|s| s.soup_acc),
+        soup_beats_both: shifts
+            .iter()
+            .filter(|s| s.soup_acc > s.clean_mode_acc && s.soup_acc > s.robust_mode_acc)
+            .count(),
+        shifts,
+        train_seconds: fin.train_seconds,
+        sweep_seconds: soup.wall_seconds,
+        run_dir: dir.to_path_buf(),
+        soup_json: soup_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files as the cli writes them, for one row.
+    fn write_row(runs: &Path, name: &str, final_json: &str) {
+        let dir = runs.join(name);
+        std::fs::create_dir_all(dir.join("soup")).expect("dir");
+        std::fs::write(dir.join("final.json"), final_json).expect("final");
+        let soup = r#"{"model": "m", "dataset": "d/test", "model_sha256": "a",
+            "adapter_sha256": "b", "threat_model": "linf", "eps": 0.1, "seed": 0,
+            "n_clean": 20, "n_robust": 8, "n_shift": 10, "severity": 3,
+            "attacks": [{"name": "apgd-ce", "evaluator": {"attacks": [], "seed": 0}}],
+            "rows": [{"beta": 0.0, "clean_acc": 0.5, "robust_acc": 0.25,
+                      "attacks": [{"name": "pgd-20", "acc": 0.375}, {"name": "apgd-ce", "acc": 0.25}],
+                      "shifts": [], "forward_passes": 10,
+                      "recipe": {"adapter_sha256": "b", "model_sha256": "a", "beta": 0.0}}],
+            "wall_seconds": 2.5}"#;
+        std::fs::write(dir.join("soup/soup.json"), soup).expect("soup");
+        let select = r#"{"model": "m", "shift": "contrast:3", "seed": 0, "n_held_out": 10,
+            "n_test": 12, "betas": [0.0, 0.3, 1.0], "held_out_acc": [0.1, 0.5, 0.2],
+            "chosen_beta": 0.3, "test_acc_chosen": 0.75, "test_acc_robust_mode": 0.5,
+            "test_acc_clean_mode": 0.625, "beats_both_endpoints": true,
+            "test_acc_all": [0.5, 0.75, 0.625],
+            "recipe": {"adapter_sha256": "b", "model_sha256": "a", "beta": 0.3}}"#;
+        std::fs::write(dir.join("soup/select-contrast-3.json"), select).expect("select");
+        let params = r#"{"model": "m", "adapter": "cls_token", "total_params_no_adapter": 90,
+            "total_params": 100, "params_per_domain": 5}"#;
+        std::fs::write(dir.join("params.json"), format!("{params}\n")).expect("params");
+    }
+
+    const FINAL: &str = r#"{"n_clean": 20, "n_robust": 8, "attack": "pgd-20", "eps": 0.1,
+        "clean_mode_clean_acc": 0.9, "robust_mode_clean_acc": 0.8,
+        "clean_mode_robust_acc": 0.0, "robust_mode_robust_acc": 0.375,
+        "train_seconds": 12.0, "seed": 0}"#;
+
+    fn config() -> SweepConfig {
+        let mut c = super::super::plan::tests::config();
+        c.soup.corruptions = "contrast".into();
+        c.soup.severity = 3;
+        c
+    }
+
+    #[test]
+    fn rows_are_read_through_their_records() {
+        let dir = tempfile_dir("collect");
+        write_row(&dir, "cls_token", FINAL);
+        let r = collect(&config(), &dir, true).expect("collect");
+        assert_eq!(r.rows.len(), 1);
+        assert_eq!(r.eps, 0.1);
+        let row = &r.rows[0];
+        assert_eq!(row.name, "cls_token");
+        assert_eq!((row.params_per_domain, row.total_params), (5, 100));
+        assert_eq!((row.clean_acc, row.n_clean), (0.9, 20));
+        assert_eq!((row.robust_acc_pgd20, row.n_robust_pgd20), (0.375, 8));
+        assert_eq!((row.robust_acc_apgd_ce, row.n_robust_apgd), (0.25, 8));
+        assert_eq!(row.final_attack, "pgd-20");
+        assert_eq!(row.sweep_seconds, 2.5);
+        // β as written (0.3), not 0.3f32 widened
+        assert_eq!(row.shifts[0].chosen_beta, 0.3);
+        assert_eq!(row.shifts[0].n_test, 12);
+        assert_eq!((row.mean_soup_acc, row.soup_beats_both), (0.75, 1));
+        assert_eq!(r.claims.len(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_renamed_field_is_an_error_naming_the_file() {
+        let dir = tempfile_dir("renamed");
+        write_row(
+            &dir,
+            "cls_token",
+            &FINAL.replace("\"n_robust\"", "\"n_attacked\""),
+        );
+        let e = format!("{:#}", collect(&config(), &dir, true).expect_err("renamed"));
+        assert!(
+            e.contains("cls_token/final.json") && e.contains("n_robust"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+}
