@@ -1,10 +1,14 @@
-//! advsoup-bench: the measuring half of evaluation — throughput of a step and the JSON records
+//! advsoup-bench: the speed and memory harness of advsoup's own steps, and the JSON records
 //! benchmarks write.
 //!
-//! [`measure`] times a closure over warm-up and measured iterations and reports images/s;
-//! [`BenchRecord`] is the JSON line `cargo xtask bench` writes. It does not decide what is
-//! measured (the cli composes the steps from `train`), and never asserts on timings: speed is
-//! reported, not tested.
+//! [`measure`] times a closure over warm-up and measured iterations and reports images/s as a
+//! [`BenchRecord`] (the record types are `advsoup-records`', re-exported here). [`harness::run_suite`] measures the steps training spends its time in
+//! (forward, nominal train step, PGD step, co-training step), composed from `advsoup-train`'s
+//! regimes, on the named models of [`presets`], and returns the [`suite::BenchReport`] that
+//! `advsoup bench --json` writes and `cargo xtask bench` joins with the PyTorch reference;
+//! [`child`] measures PGD's peak memory in fresh child processes of the `advsoup` binary. It
+//! never asserts on timings (speed is reported, not tested), parses no command line and
+//! prints no results: the cli does (progress goes to stderr).
 //!
 //! [`report`] holds the RobustBench-style report cards of evaluated models (JSON + markdown)
 //! and content hashes; [`sweep`] the records, CSV/JSON and SVG plots of an adversarial-soup
@@ -16,6 +20,8 @@
 //! assert_eq!(m.iters, 3);
 //! assert!(m.images_per_s > 0.0);
 //! ```
+//!
+//! `examples/measure.rs` times a small ViT's forward pass this way.
 #![warn(missing_docs)]
 
 /// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
@@ -24,31 +30,22 @@ pub use burn;
 pub mod report;
 pub mod sweep;
 
+pub mod child;
+mod error;
+pub mod harness;
 pub mod memory;
+pub mod presets;
 pub mod suite;
 
+pub use child::{MemoryPlan, memory_child};
+pub use error::BenchError;
+pub use harness::{BenchStep, Settings, SuitePlan, run_suite, threads};
+pub use presets::BenchPreset;
+
+/// The record types moved to advsoup-records; re-exported at their old paths.
+pub use advsoup_records::bench::{BenchRecord, table};
+
 use std::time::Instant;
-
-use serde::{Deserialize, Serialize};
-
-/// One measured quantity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchRecord {
-    /// What was measured (e.g. `co_training_step`).
-    pub name: String,
-    /// Images per call.
-    pub batch: usize,
-    /// Measured calls.
-    pub iters: usize,
-    /// Mean seconds per call.
-    pub seconds_per_iter: f64,
-    /// `batch / seconds_per_iter`.
-    pub images_per_s: f64,
-    /// Seconds of the very first call (warm-up included): on a JIT backend (CUDA) it holds the
-    /// kernel compilation that the measured calls no longer pay.
-    #[serde(default)]
-    pub first_call_seconds: f64,
-}
 
 /// Runs `f` `warmup` times, then `iters` times, and reports the mean over the latter. Each
 /// call's time goes to stderr as it finishes, so a run stopped by a time limit still shows how
@@ -85,18 +82,6 @@ pub fn measure(
         images_per_s: batch as f64 / per,
         first_call_seconds,
     }
-}
-
-/// A side-by-side table of records (name, batch, images/s).
-pub fn table(records: &[BenchRecord]) -> String {
-    let mut s = String::from("| step | batch | images/s |\n|---|---|---|\n");
-    for r in records {
-        s.push_str(&format!(
-            "| {} | {} | {:.1} |\n",
-            r.name, r.batch, r.images_per_s
-        ));
-    }
-    s
 }
 
 #[cfg(test)]

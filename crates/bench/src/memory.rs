@@ -5,27 +5,7 @@
 //! compares, say, PGD with K = 1 and K = 20 measures each in a fresh child process and records
 //! one [`MemoryRecord`] per child. On systems without `/proc` the readers return `None`.
 
-use serde::{Deserialize, Serialize};
-
-/// Peak memory of one measured computation, in MiB (2^20 bytes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemoryRecord {
-    /// What was measured (e.g. `pgd`).
-    pub name: String,
-    /// Attack steps K (or another size parameter of the computation).
-    pub steps: usize,
-    /// Resident set just before the computation (model and inputs built).
-    pub rss_before_mib: f64,
-    /// Peak resident set of the whole process after the computation.
-    pub peak_rss_mib: f64,
-}
-
-impl MemoryRecord {
-    /// Growth of the peak over the resident set before the computation.
-    pub fn delta_mib(&self) -> f64 {
-        self.peak_rss_mib - self.rss_before_mib
-    }
-}
+pub use advsoup_records::bench::{MemoryRecord, memory_table};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -56,24 +36,6 @@ pub fn rss_bytes() -> Option<u64> {
 /// Bytes to MiB.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB
-}
-
-/// A table of memory records (name, K, RSS before, peak, growth).
-pub fn memory_table(records: &[MemoryRecord]) -> String {
-    let mut s = String::from(
-        "| what | K | RSS before (MiB) | peak RSS (MiB) | growth (MiB) |\n|---|---|---|---|---|\n",
-    );
-    for r in records {
-        s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} |\n",
-            r.name,
-            r.steps,
-            r.rss_before_mib,
-            r.peak_rss_mib,
-            r.delta_mib()
-        ));
-    }
-    s
 }
 
 #[cfg(test)]

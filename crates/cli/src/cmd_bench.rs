@@ -1,35 +1,18 @@
-//! `advsoup bench`: images/s of the steps advsoup spends its time in, measured through the real
-//! training code (`advsoup_train::step`), plus the peak memory of PGD for two attack lengths.
+//! `advsoup bench`: images/s of the steps advsoup spends its time in and the peak memory of PGD,
+//! measured by advsoup-bench's harness ([`advsoup_bench::harness`]: the steps, presets and
+//! memory child processes are documented there). This module parses the arguments, picks the
+//! backend, makes one call and prints the report.
 //!
-//! Steps, for each preset:
-//! - `forward`: evaluation forward (inner backend, no autodiff), clean mode;
-//! - `train_step`: the nominal regime's [`TrainStep::step`](burn::train::TrainStep::step) (forward + backward) and
-//!   [`TrainStep::optimize`](burn::train::TrainStep::optimize) (AdamW);
-//! - `pgd_step`: one PGD step as training crafts it ([`advsoup_train::step::craft`]: a frozen,
-//!   deterministic copy, input gradient only, random start, projection);
-//! - `co_training_step`: the co-training regime's step (PGD-K against the robust mode, one mixed
-//!   clean/adversarial forward/backward) plus AdamW. Its images/s counts the `batch` clean images
-//!   of a step (each also attacked), not the 2·batch rows of the mixed pass.
-//!
-//! Peak memory is the process's `VmHWM` in a fresh child process per attack length (the binary
-//! re-runs itself with a hidden `--memory-child K`), so K = 1 and K = 20 start from the same state.
+//! Peak memory is measured in a fresh child process per attack length: the binary re-runs
+//! itself with a hidden `--memory-child K` ([`advsoup_bench::child`]), whose entry point is
+//! [`advsoup_bench::memory_child`].
 
 use std::path::PathBuf;
 
-use advsoup_adapters::{AdaptedVit, AdaptedVitConfig, AdapterKind, Mode};
-use advsoup_bench::memory::{self, MemoryRecord};
-use advsoup_bench::suite::{BenchReport, PresetReport};
-use advsoup_bench::{BenchRecord, measure};
-use advsoup_train::config::PgdSection;
-use advsoup_train::step::{CoTraining, Nominal, Regime, StepConfig, TrainBatch, craft};
-use advsoup_vit::VitConfig;
+use advsoup_bench::suite::BenchReport;
+use advsoup_bench::{BenchPreset, BenchStep, MemoryPlan, Settings, SuitePlan};
 use anyhow::{Context, Result, bail};
 use burn::backend::{Autodiff, Flex};
-use burn::module::AutodiffModule;
-use burn::optim::AdamWConfig;
-use burn::prelude::*;
-use burn::tensor::Distribution;
-use burn::tensor::backend::AutodiffBackend;
 
 use crate::{DeviceArg, parse_device};
 
@@ -96,17 +79,6 @@ pub struct BenchArgs {
     pub memory_child: Option<usize>,
 }
 
-/// A model to benchmark.
-#[derive(Debug, Clone)]
-struct Preset {
-    name: &'static str,
-    model: &'static str,
-    vit: VitConfig,
-    batch: usize,
-    /// Whether the train and co-training steps are measured.
-    train: bool,
-}
-
 impl PresetArg {
     fn name(self) -> &'static str {
         match self {
@@ -118,226 +90,40 @@ impl PresetArg {
         }
     }
 
-    fn presets(self, cuda: bool) -> Vec<Preset> {
-        let tiny32 = Preset {
-            name: "tiny32",
-            model: "vit_tiny_patch4_32",
-            vit: VitConfig::vit_tiny_patch4_32(),
-            batch: 64,
-            train: true,
-        };
-        let vitb16 = Preset {
-            name: "vitb16",
-            model: "vit_base_patch16_224",
-            vit: VitConfig::vit_base_patch16_224(),
-            batch: if cuda { 64 } else { 4 },
-            train: cuda,
-        };
-        let fmnist = Preset {
-            name: "fmnist",
-            model: "vit_mini_patch7_28",
-            vit: VitConfig {
-                patch_size: 7,
-                embed_dim: 64,
-                depth: 4,
-                num_heads: 4,
-                mlp_ratio: 2.0,
-                ..VitConfig::vit_mini_patch4_28()
-            },
-            batch: 128,
-            train: true,
-        };
-        let test = Preset {
-            name: "test",
-            model: "test_patch4_8",
-            vit: VitConfig::new()
-                .with_img_size(8)
-                .with_patch_size(4)
-                .with_in_chans(3)
-                .with_num_classes(10)
-                .with_embed_dim(16)
-                .with_depth(1)
-                .with_num_heads(2),
-            batch: 2,
-            train: true,
-        };
+    fn presets(self, cuda: bool) -> Vec<BenchPreset> {
         match self {
-            PresetArg::Tiny32 => vec![tiny32],
-            PresetArg::Vitb16 => vec![vitb16],
-            PresetArg::Fmnist => vec![fmnist],
-            PresetArg::All => vec![tiny32, vitb16, fmnist],
-            PresetArg::Test => vec![test],
+            PresetArg::Tiny32 => vec![BenchPreset::tiny32()],
+            PresetArg::Vitb16 => vec![BenchPreset::vitb16(cuda)],
+            PresetArg::Fmnist => vec![BenchPreset::fmnist()],
+            PresetArg::All => vec![
+                BenchPreset::tiny32(),
+                BenchPreset::vitb16(cuda),
+                BenchPreset::fmnist(),
+            ],
+            PresetArg::Test => vec![BenchPreset::test()],
         }
     }
 }
 
-/// Measurement settings shared by every preset.
-#[derive(Debug, Clone)]
-struct Opts {
-    iters: usize,
-    warmup: usize,
-    steps: usize,
-    eps: f64,
-    step_size: f64,
-    lr: f64,
-    /// Steps to measure (all when empty).
-    only: Vec<String>,
-    precision: advsoup_vit::Precision,
+/// `--only`'s step names.
+fn only_steps(only: &[String]) -> Result<Vec<BenchStep>> {
+    only.iter()
+        .map(|s| {
+            BenchStep::from_name(s).with_context(|| {
+                let names: Vec<_> = BenchStep::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "--only: unknown step `{s}`, expected one of {}",
+                    names.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
-impl Opts {
-    fn wants(&self, step: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == step)
-    }
-
-    fn pgd(&self, steps: usize) -> PgdSection {
-        PgdSection {
-            eps: self.eps,
-            num_steps: steps,
-            step_size: self.step_size,
-            random_start: true,
-        }
-    }
-}
-
-/// A fixed batch: uniform pixels, labels cycling over the classes, one-hot targets.
-fn batch<B: AutodiffBackend>(p: &Preset, n: usize, device: &B::Device) -> TrainBatch<B> {
-    let v = &p.vit;
-    let images = Tensor::<B, 4>::random(
-        [n, v.in_chans, v.img_size, v.img_size],
-        Distribution::Uniform(0.0, 1.0),
-        device,
-    );
-    let labels: Vec<i64> = (0..n).map(|i| (i % v.num_classes) as i64).collect();
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [n]), device);
-    let soft_targets = targets.clone().one_hot::<2>(v.num_classes).float();
-    TrainBatch {
-        images,
-        targets,
-        soft_targets,
-        ids: (0..n as u64).collect(),
-        seed: 7,
-        loss_scale: 1.0,
-    }
-}
-
-fn model<B: AutodiffBackend>(p: &Preset, device: &B::Device) -> Result<AdaptedVit<B>> {
-    B::seed(device, 0);
-    let model = AdaptedVitConfig {
-        vit: p.vit.clone(),
-        adapter: AdapterKind::ClsToken,
-    }
-    .try_init::<B>(device)
-    .with_context(|| format!("preset {}", p.name))?;
-    advsoup_vit::materialize(&model);
-    Ok(model)
-}
-
-/// Forces a lazy backend to finish by reading one number back.
-fn settle<B: Backend, const D: usize>(t: Tensor<B, D>) {
-    let _ = t.sum().into_data();
-}
-
-/// Times `step` + `optimize` of a regime with AdamW, the way the training loop calls them.
-fn regime_record<B: AutodiffBackend, R: Regime<B>>(
-    name: &str,
-    module: R,
-    batch: &TrainBatch<B>,
-    o: &Opts,
-) -> BenchRecord {
-    let mut optim = AdamWConfig::new().with_epsilon(1e-8).init::<B, R>();
-    let mut module = Some(module);
-    measure(name, batch.images.dims()[0], o.warmup, o.iters, || {
-        let m = module
-            .take()
-            .expect("the module is put back after every step");
-        let out = m.step(batch.clone());
-        module = Some(m.optimize(&mut optim, o.lr, out.grads));
-    })
-}
-
-fn bench_preset<B: AutodiffBackend>(
-    p: &Preset,
-    n: usize,
-    o: &Opts,
-    device: &B::Device,
-) -> Result<PresetReport> {
-    let model = model::<B>(p, device)?;
-    let batch = batch::<B>(p, n, device);
-    let mut records = Vec::new();
-
-    if o.wants("forward") {
-        eprintln!("bench {}: forward", p.name);
-        let inner = o.precision.cast(model.valid());
-        let x = batch.images.clone().inner();
-        records.push(measure("forward", n, o.warmup, o.iters, || {
-            settle(inner.forward_mode(x.clone(), Mode::Clean));
-        }));
-    }
-
-    if p.train && o.wants("train_step") {
-        eprintln!("bench {}: train_step", p.name);
-        let config = StepConfig::new(0.5, &o.pgd(o.steps))?.with_precision(o.precision);
-        records.push(regime_record(
-            "train_step",
-            Nominal::wrap(model.clone(), config),
-            &batch,
-            o,
-        ));
-    }
-
-    if o.wants("pgd_step") {
-        eprintln!("bench {}: pgd_step", p.name);
-        let one = StepConfig::new(0.5, &o.pgd(1))?;
-        let compute = o.precision.cast(model.clone());
-        records.push(measure("pgd_step", n, o.warmup, o.iters, || {
-            settle(craft(&compute, &one.attack, &batch));
-        }));
-    }
-
-    if p.train && o.wants("co_training_step") {
-        eprintln!("bench {}: co_training_step (K = {})", p.name, o.steps);
-        let config = StepConfig::new(0.5, &o.pgd(o.steps))?.with_precision(o.precision);
-        records.push(regime_record(
-            "co_training_step",
-            CoTraining::wrap(model, config),
-            &batch,
-            o,
-        ));
-    }
-
-    Ok(PresetReport {
-        preset: p.name.to_string(),
-        model: p.model.to_string(),
-        batch: n,
-        pgd_steps: o.steps,
-        eps: o.eps,
-        step_size: o.step_size,
-        records,
-        memory: Vec::new(),
-    })
-}
-
-/// One PGD-K attack as training crafts it, with the resident set before and the peak after.
-fn memory_child<B: AutodiffBackend>(
-    p: &Preset,
-    n: usize,
-    k: usize,
-    o: &Opts,
-    device: &B::Device,
-) -> Result<MemoryRecord> {
-    let model = model::<B>(p, device)?;
-    let batch = batch::<B>(p, n, device);
-    let attack = StepConfig::new(0.5, &o.pgd(k))?.attack;
-    let before = memory::rss_bytes().context("reading VmRSS from /proc/self/status")?;
-    settle(craft(&o.precision.cast(model), &attack, &batch));
-    let peak = memory::peak_rss_bytes().context("reading VmHWM from /proc/self/status")?;
-    Ok(MemoryRecord {
-        name: "pgd".into(),
-        steps: k,
-        rss_before_mib: memory::mib(before),
-        peak_rss_mib: memory::mib(peak),
-    })
+fn settings(args: &BenchArgs, only: Vec<BenchStep>) -> Settings {
+    Settings::new(args.iters, args.warmup, args.steps)
+        .with_only(only)
+        .with_precision(args.precision)
 }
 
 fn device_name(d: DeviceArg) -> String {
@@ -347,147 +133,93 @@ fn device_name(d: DeviceArg) -> String {
     }
 }
 
-/// Runs `advsoup bench --memory-child K` for one preset in a fresh process.
-fn spawn_memory_child(p: &Preset, n: usize, k: usize, args: &BenchArgs) -> Result<MemoryRecord> {
-    let exe = std::env::current_exe().context("locating the advsoup binary")?;
-    let preset = match p.name {
-        "tiny32" => PresetArg::Tiny32,
-        "vitb16" => PresetArg::Vitb16,
-        "fmnist" => PresetArg::Fmnist,
-        _ => PresetArg::Test,
-    };
-    let out = std::process::Command::new(&exe)
-        .args(["bench", "--preset", preset.name(), "--batch"])
-        .arg(n.to_string())
-        .arg("--device")
-        .arg(device_name(args.device))
-        .args(["--precision", args.precision.name()])
-        .arg("--memory-child")
-        .arg(k.to_string())
-        .output()
-        .with_context(|| format!("running {}", exe.display()))?;
-    if !out.status.success() {
-        bail!(
-            "memory child (K = {k}) failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+/// The harness's plan: presets sized for the device, memory children on the CPU only.
+fn plan(args: &BenchArgs, settings: Settings) -> Result<SuitePlan> {
+    if args.batch == Some(0) {
+        bail!("--batch must be > 0");
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("memory child printed `{line}`"))
-}
-
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-fn opts(args: &BenchArgs) -> Opts {
-    Opts {
-        iters: args.iters.max(1),
-        warmup: args.warmup,
-        steps: args.steps.max(1),
-        eps: 8.0 / 255.0,
-        step_size: 2.0 / 255.0,
-        lr: 1e-4,
-        only: args.only.clone(),
-        precision: args.precision,
-    }
-}
-
-/// Measures every preset of `args` on backend `B` (memory in child processes unless
-/// `--no-memory`).
-fn bench_all<B: AutodiffBackend>(
-    args: &BenchArgs,
-    device: &B::Device,
-    device_label: &str,
-) -> Result<BenchReport> {
-    let o = opts(args);
     let cuda = matches!(args.device, DeviceArg::Cuda(_));
-    let mut presets = Vec::new();
-    for p in args.preset.presets(cuda) {
-        let n = args.batch.unwrap_or(p.batch);
-        if n == 0 {
-            bail!("--batch must be > 0");
-        }
-        let mut report = bench_preset::<B>(&p, n, &o, device)?;
-        if !args.no_memory && !cuda {
-            for &k in &args.memory_steps {
-                eprintln!("bench {}: PGD peak memory (K = {k}, child process)", p.name);
-                report.memory.push(spawn_memory_child(&p, n, k, args)?);
-            }
-        }
-        presets.push(report);
-    }
-    Ok(BenchReport {
-        tool: "advsoup".into(),
-        // The compute precision travels with the device ("cuda:0 bf16"); f32 is unmarked.
-        device: match args.precision {
-            advsoup_vit::Precision::F32 => device_label.into(),
-            p => format!("{device_label} {p}"),
-        },
-        threads: threads(),
-        presets,
+    let memory = if args.no_memory || cuda {
+        None
+    } else {
+        Some(MemoryPlan {
+            exe: std::env::current_exe().context("locating the advsoup binary")?,
+            device: device_name(args.device),
+            steps: args.memory_steps.clone(),
+        })
+    };
+    Ok(SuitePlan {
+        presets: args.preset.presets(cuda),
+        batch: args.batch,
+        settings,
+        memory,
     })
 }
 
-fn bench_cpu(args: &BenchArgs) -> Result<BenchReport> {
-    let device = Default::default();
-    bench_all::<Autodiff<Flex>>(args, &device, "flex-cpu")
+fn bench_cpu(args: &BenchArgs, settings: Settings) -> Result<BenchReport> {
+    let plan = plan(args, settings)?;
+    Ok(advsoup_bench::run_suite::<Autodiff<Flex>>(
+        &plan,
+        &Default::default(),
+        "flex-cpu",
+    )?)
 }
 
 #[cfg(feature = "cuda")]
-fn bench_cuda(args: &BenchArgs, n: usize) -> Result<BenchReport> {
+fn bench_cuda(args: &BenchArgs, settings: Settings, n: usize) -> Result<BenchReport> {
     use burn::backend::Cuda;
     let device = burn::backend::cuda::CudaDevice::new(n);
     crate::probe_cuda(&device)?;
-    bench_all::<Autodiff<Cuda>>(args, &device, &format!("cuda:{n}"))
+    let plan = plan(args, settings)?;
+    Ok(advsoup_bench::run_suite::<Autodiff<Cuda>>(
+        &plan,
+        &device,
+        &format!("cuda:{n}"),
+    )?)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn bench_cuda(_: &BenchArgs, _: usize) -> Result<BenchReport> {
+fn bench_cuda(_: &BenchArgs, _: Settings, _: usize) -> Result<BenchReport> {
     bail!(
         "--device cuda: this advsoup was built without the `cuda` feature (cargo build --features cuda)"
     )
 }
 
+/// `--memory-child K`: one PGD-K attack of the one preset, its memory record printed as JSON.
+fn memory_child(args: &BenchArgs, k: usize, settings: &Settings) -> Result<()> {
+    let [p] = args.preset.presets(false).try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "--memory-child takes one preset, not {}",
+            args.preset.name()
+        )
+    })?;
+    let n = args.batch.unwrap_or(p.batch);
+    let record = match args.device {
+        DeviceArg::Cpu => {
+            advsoup_bench::memory_child::<Autodiff<Flex>>(&p, n, k, settings, &Default::default())?
+        }
+        DeviceArg::Cuda(_) => bail!("--memory-child measures host memory: use --device cpu"),
+    };
+    println!("{}", serde_json::to_string(&record)?);
+    Ok(())
+}
+
 /// Runs the benchmarks.
 pub fn run(mut args: BenchArgs) -> Result<()> {
-    const STEPS: [&str; 4] = ["forward", "train_step", "pgd_step", "co_training_step"];
-    if let Some(bad) = args.only.iter().find(|s| !STEPS.contains(&s.as_str())) {
-        bail!(
-            "--only: unknown step `{bad}`, expected one of {}",
-            STEPS.join(", ")
-        );
-    }
+    let only = only_steps(&args.only)?;
     if args.quick {
         args.preset = PresetArg::Test;
         args.iters = 1;
         args.warmup = 0;
         args.steps = 2;
     }
+    let settings = settings(&args, only);
     if let Some(k) = args.memory_child {
-        let [p] = args.preset.presets(false).try_into().map_err(|_| {
-            anyhow::anyhow!(
-                "--memory-child takes one preset, not {}",
-                args.preset.name()
-            )
-        })?;
-        let n = args.batch.unwrap_or(p.batch);
-        let o = opts(&args);
-        let record = match args.device {
-            DeviceArg::Cpu => memory_child::<Autodiff<Flex>>(&p, n, k, &o, &Default::default())?,
-            DeviceArg::Cuda(_) => bail!("--memory-child measures host memory: use --device cpu"),
-        };
-        println!("{}", serde_json::to_string(&record)?);
-        return Ok(());
+        return memory_child(&args, k, &settings);
     }
     let report = match args.device {
-        DeviceArg::Cpu => bench_cpu(&args)?,
-        DeviceArg::Cuda(n) => bench_cuda(&args, n)?,
+        DeviceArg::Cpu => bench_cpu(&args, settings)?,
+        DeviceArg::Cuda(n) => bench_cuda(&args, settings, n)?,
     };
     print!("{}", report.render());
     if let Some(path) = &args.json {
@@ -547,16 +279,24 @@ mod tests {
     }
 
     #[test]
-    fn memory_child_reports_a_peak() {
-        let p = PresetArg::Test.presets(false).remove(0);
-        let o = opts(&parse(&["--quick"]));
-        let r = memory_child::<Autodiff<Flex>>(&p, 2, 3, &o, &Default::default())
-            .expect("memory record");
-        assert_eq!((r.name.as_str(), r.steps), ("pgd", 3));
-        assert!(
-            r.rss_before_mib > 0.0 && r.peak_rss_mib >= r.rss_before_mib,
-            "{r:?}"
-        );
+    fn memory_child_arguments_parse_back() {
+        // The harness starts the child with these arguments; they must select one preset.
+        for name in BenchPreset::NAMES {
+            let args =
+                advsoup_bench::child::child_args(name, 3, "cpu", advsoup_vit::Precision::Bf16, 20);
+            let mut all = vec!["advsoup"];
+            all.extend(args.iter().map(String::as_str));
+            let Command::Bench(b) = Cli::try_parse_from(all).expect("parses").command else {
+                panic!("not bench")
+            };
+            let [p] = b.preset.presets(false).try_into().expect("one preset");
+            assert_eq!(p.name, name);
+            assert_eq!((b.batch, b.memory_child), (Some(3), Some(20)));
+            assert_eq!(
+                (b.device, b.precision),
+                (DeviceArg::Cpu, advsoup_vit::Precision::Bf16)
+            );
+        }
     }
 
     #[test]
@@ -583,10 +323,21 @@ mod tests {
             parse(&["--only", "forward,pgd_step"]).only,
             ["forward", "pgd_step"]
         );
-        assert!(run(parse(&["--quick", "--only", "backward"])).is_err());
+        let err = run(parse(&["--quick", "--only", "backward"])).expect_err("unknown step");
+        assert_eq!(
+            format!("{err:#}"),
+            "--only: unknown step `backward`, expected one of forward, train_step, pgd_step, co_training_step"
+        );
         assert!(!PresetArg::Vitb16.presets(false)[0].train);
         assert!(PresetArg::Vitb16.presets(true)[0].train);
         let bad = Cli::try_parse_from(["advsoup", "bench", "--preset", "huge"]);
         assert!(bad.is_err());
+        let err = run(parse(&["--quick", "--batch", "0"])).expect_err("batch 0");
+        assert_eq!(format!("{err:#}"), "--batch must be > 0");
+        let err = run(parse(&["--preset", "all", "--memory-child", "1"])).expect_err("all");
+        assert_eq!(
+            format!("{err:#}"),
+            "--memory-child takes one preset, not all"
+        );
     }
 }
