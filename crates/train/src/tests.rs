@@ -286,7 +286,7 @@ mod imagenet {
             c.eval.shifts[3].corruptions.len() * c.eval.shifts[3].severities.len(),
             75
         );
-        let e = crate::trainer::check_shift_dirs(&c)
+        let e = crate::trainer::check_shift_dirs(&c.eval.shifts)
             .expect_err("no ImageNet-R here")
             .to_string();
         assert!(
@@ -300,7 +300,7 @@ mod imagenet {
             },
             ..c.clone()
         };
-        assert!(crate::trainer::check_shift_dirs(&none).is_ok());
+        assert!(crate::trainer::check_shift_dirs(&none.eval.shifts).is_ok());
         // 4096 over 3 devices does not split.
         let e = Plan::new(&c, &Topology::local(3), samples)
             .expect_err("3")

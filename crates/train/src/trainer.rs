@@ -18,7 +18,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::TrainError;
-use crate::config::TrainConfig;
+use crate::config::{ShiftSection, TrainConfig};
 use crate::epoch_eval::HeldOutEval;
 use crate::parallel::Peer;
 use crate::plan::{Plan, Topology};
@@ -100,9 +100,9 @@ pub(crate) fn check_setup(
     topology: &Topology,
 ) -> Result<Plan, TrainError> {
     let plan = Plan::new(config, topology, splits.train.num_samples())?;
-    check_shift_dirs(config)?;
-    let vit = config.vit()?;
-    let shape = config.augment()?.output_shape(splits.train.shape());
+    check_shift_dirs(&plan.eval.shifts)?;
+    let vit = &plan.model.vit;
+    let shape = plan.augment.output_shape(splits.train.shape());
     let want = [vit.in_chans, vit.img_size, vit.img_size];
     let classes = splits.train.num_classes().max(splits.test.num_classes());
     if shape != want || splits.test.shape() != want || classes > vit.num_classes {
@@ -124,8 +124,8 @@ pub(crate) fn check_setup(
 }
 
 /// The shifted test sets are read after training: refuse to start a run whose sets are missing.
-pub(crate) fn check_shift_dirs(config: &TrainConfig) -> Result<(), TrainError> {
-    for (i, shift) in config.eval.shifts.iter().enumerate() {
+pub(crate) fn check_shift_dirs(shifts: &[ShiftSection]) -> Result<(), TrainError> {
+    for (i, shift) in shifts.iter().enumerate() {
         if !shift.dir.is_dir() {
             return Err(TrainError::Invalid {
                 field: format!("eval.shifts[{i}].dir"),
