@@ -9,133 +9,15 @@
 //! batch-level mix is keyed by the global batch: every shard mixes exactly as one device would.
 
 use std::fmt;
+use std::path::PathBuf;
 
-use crate::config::{Regime, TrainConfig};
-use crate::{TrainError, run::learning_rate};
+use advsoup_adapters::AdaptedVitConfig;
+use advsoup_data::AugmentConfig;
 
-/// Where the peers of a data-parallel run sit: `devices` per machine on `nodes` machines, one
-/// peer (thread) per device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    /// Devices (peers) on each machine.
-    pub devices: usize,
-    /// Machines.
-    pub nodes: usize,
-    /// This machine's rank in `0..nodes`.
-    pub node_rank: usize,
-    /// The coordinator `host:port` (node 0 runs it) when `nodes > 1`.
-    pub coordinator: Option<String>,
-    /// This machine's `host:port` for tensor transfers when `nodes > 1` (default: the
-    /// coordinator's host, port + 1 + node rank).
-    pub node_address: Option<String>,
-}
-
-impl Default for Topology {
-    fn default() -> Self {
-        Self::single()
-    }
-}
-
-impl Topology {
-    /// One device on one machine.
-    pub fn single() -> Self {
-        Self {
-            devices: 1,
-            nodes: 1,
-            node_rank: 0,
-            coordinator: None,
-            node_address: None,
-        }
-    }
-
-    /// `devices` local peers on one machine.
-    pub fn local(devices: usize) -> Self {
-        Self {
-            devices,
-            ..Self::single()
-        }
-    }
-
-    /// Peers in all.
-    pub fn world(&self) -> usize {
-        self.devices * self.nodes
-    }
-
-    /// The global rank of local device `local`.
-    pub fn rank(&self, local: usize) -> usize {
-        self.node_rank * self.devices + local
-    }
-
-    /// Rejects impossible topologies, naming the option.
-    pub fn validate(&self) -> Result<(), TrainError> {
-        self.validate_counts()?;
-        if self.nodes > 1 {
-            let bad = |field: &str, message: String| TrainError::Invalid {
-                field: field.into(),
-                message,
-            };
-            let c = self.coordinator.as_deref().ok_or_else(|| {
-                bad(
-                    "--coordinator",
-                    "required with --nodes > 1 (host:port of node 0)".into(),
-                )
-            })?;
-            split_host_port(c).map_err(|m| bad("--coordinator", m))?;
-            if let Some(a) = &self.node_address {
-                split_host_port(a).map_err(|m| bad("--node-address", m))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Topology::validate`] without the addresses (enough to plan).
-    pub fn validate_counts(&self) -> Result<(), TrainError> {
-        let bad = |field: &str, message: String| TrainError::Invalid {
-            field: field.into(),
-            message,
-        };
-        if self.devices == 0 {
-            return Err(bad("--devices", "expected at least 1 device".into()));
-        }
-        if self.nodes == 0 {
-            return Err(bad("--nodes", "expected at least 1 node".into()));
-        }
-        if self.node_rank >= self.nodes {
-            return Err(bad(
-                "--node-rank",
-                format!("{} is not below --nodes {}", self.node_rank, self.nodes),
-            ));
-        }
-        Ok(())
-    }
-
-    /// This node's `(host, port)` for the tensor data service.
-    pub fn node_host_port(&self) -> Result<(String, u16), String> {
-        if let Some(a) = &self.node_address {
-            return split_host_port(a);
-        }
-        let (host, port) = split_host_port(self.coordinator.as_deref().unwrap_or("127.0.0.1:0"))?;
-        let port = port
-            .checked_add(1 + self.node_rank as u16)
-            .ok_or_else(|| format!("port {port} + {} overflows", 1 + self.node_rank))?;
-        Ok((host, port))
-    }
-}
-
-/// `host:port` → parts.
-pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
-    let s = s.strip_prefix("ws://").unwrap_or(s);
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{s}`: expected host:port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a port number after ':'"))?;
-    if host.is_empty() || port == 0 {
-        return Err(format!("`{s}`: expected host:port with a nonzero port"));
-    }
-    Ok((host.to_string(), port))
-}
+use crate::TrainError;
+use crate::config::{PgdSection, Regime, ShiftSection, TrainConfig};
+use crate::schedule::Schedule;
+pub use crate::topology::{Topology, split_host_port};
 
 /// The resolved plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +72,89 @@ pub struct Plan {
     pub precision: advsoup_vit::Precision,
     /// Initial loss scale (f16 only).
     pub loss_scale: f64,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// The model to build (ViT and adapter).
+    pub model: AdaptedVitConfig,
+    /// The training augmentation.
+    pub augment: AugmentConfig,
+    /// Data worker threads preparing micro-batches.
+    pub workers: usize,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// Weight α of the clean loss (co-training).
+    pub alpha: f64,
+    /// The training attack.
+    pub train_attack: PgdSection,
+    /// AdamW and its decoupled weight decay.
+    pub optimizer: OptimizerPlan,
+    /// Per-epoch and final evaluation.
+    pub eval: EvalPlan,
+}
+
+/// AdamW's settings and the decoupled weight decay applied before each update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerPlan {
+    /// AdamW β1.
+    pub beta1: f32,
+    /// AdamW β2.
+    pub beta2: f32,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f32,
+    /// Decoupled weight decay on weight matrices and conv kernels (0 = off).
+    pub weight_decay: f64,
+}
+
+/// What the evaluations need: the held-out metrics after every epoch and the final table on
+/// the test split (with the distribution-shift sets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalPlan {
+    /// Seed of the attacks.
+    pub seed: u64,
+    /// Evaluation batch size.
+    pub batch_size: usize,
+    /// Held-out samples attacked after every epoch.
+    pub held_out_robust: usize,
+    /// The attack of the per-epoch held-out robust accuracy.
+    pub held_out_attack: PgdSection,
+    /// Test samples attacked in the final table.
+    pub test_robust: usize,
+    /// Attack preset of the final table.
+    pub test_attack: String,
+    /// ε of the final table's attack.
+    pub eps: f64,
+    /// Distribution-shift test sets.
+    pub shifts: Vec<ShiftSection>,
+    /// ImageFolder: the class index file, else the classes are `train_dir`'s folders.
+    pub class_index: Option<PathBuf>,
+    /// ImageFolder: the training tree.
+    pub train_dir: Option<PathBuf>,
+    /// Input channels of the model.
+    pub in_chans: usize,
+    /// Input side of the model.
+    pub img_size: usize,
+}
+
+impl EvalPlan {
+    /// The evaluation settings of `config`.
+    pub fn new(config: &TrainConfig) -> Result<Self, TrainError> {
+        let vit = config.vit()?;
+        let e = &config.eval;
+        Ok(Self {
+            seed: config.seed,
+            batch_size: e.batch_size,
+            held_out_robust: e.held_out_robust,
+            held_out_attack: config.attack.eval.clone(),
+            test_robust: e.test_robust,
+            test_attack: e.test_attack.clone(),
+            eps: config.attack.eval.eps,
+            shifts: e.shifts.clone(),
+            class_index: config.data.class_index.clone(),
+            train_dir: config.data.train_dir.clone(),
+            in_chans: vit.in_chans,
+            img_size: vit.img_size,
+        })
+    }
 }
 
 impl Plan {
@@ -244,8 +209,9 @@ impl Plan {
                 format!("{n} exceeds the {train_samples} training samples"),
             ));
         }
-        let total_steps = o.epochs * steps_per_epoch;
-        let warmup_steps = ((o.warmup_epochs * steps_per_epoch as f64) as usize).min(total_steps);
+        let schedule = Schedule::new(o, steps_per_epoch);
+        let total_steps = schedule.total_steps();
+        let warmup_steps = schedule.warmup_steps();
         let mut points = vec![
             0,
             warmup_steps,
@@ -253,12 +219,9 @@ impl Plan {
             total_steps - 1,
         ];
         points.dedup();
-        let lr_points = points
-            .into_iter()
-            .map(|s| (s, learning_rate(config, s, steps_per_epoch)))
-            .collect();
+        let lr_points = points.into_iter().map(|s| (s, schedule.lr(s))).collect();
         let vit = config.vit()?;
-        let adapted = advsoup_adapters::AdaptedVitConfig {
+        let adapted = AdaptedVitConfig {
             vit: vit.clone(),
             adapter: config.model.adapter,
         };
@@ -294,6 +257,20 @@ impl Plan {
             ema_decay: o.ema_decay,
             precision: config.precision()?,
             loss_scale: o.loss_scale,
+            seed: config.seed,
+            model: adapted,
+            augment,
+            workers: config.data.workers,
+            schedule,
+            alpha: config.alpha,
+            train_attack: config.attack.train.clone(),
+            optimizer: OptimizerPlan {
+                beta1: o.beta1,
+                beta2: o.beta2,
+                grad_clip: o.grad_clip,
+                weight_decay: o.weight_decay,
+            },
+            eval: EvalPlan::new(config)?,
         })
     }
 
@@ -461,32 +438,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn topology_checks_name_the_option() {
-        assert!(Topology::local(2).validate().is_ok());
-        let t = Topology {
-            nodes: 2,
-            ..Topology::local(2)
-        };
-        let e = t.validate().expect_err("needs coordinator").to_string();
-        assert!(e.contains("--coordinator"), "{e}");
-        let t = Topology {
-            coordinator: Some("10.0.0.1:7000".into()),
-            node_rank: 1,
-            ..t
-        };
-        assert_eq!(t.rank(1), 3);
-        assert_eq!(t.node_host_port(), Ok(("10.0.0.1".into(), 7002)));
-        let t = Topology { node_rank: 2, ..t };
-        assert!(
-            t.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--node-rank")
-        );
-        assert!(split_host_port("host").is_err());
-        assert_eq!(split_host_port("ws://a:1"), Ok(("a".into(), 1)));
     }
 }

@@ -1,5 +1,5 @@
 //! The training regimes, each a burn [`TrainStep`] over the same batch type, so one loop
-//! ([`crate::fit`]) drives them all.
+//! ([`crate::train`]) drives them all.
 
 use std::borrow::Cow;
 

@@ -1,0 +1,71 @@
+//! The evaluation after every epoch, on the held-out slice of train (never the test split):
+//! clean accuracy in clean mode and robust accuracy in robust mode under the eval PGD, each
+//! peer counting its shard.
+
+use advsoup_adapters::{AdaptedVit, Mode, Route};
+use advsoup_attacks::{AttackSpec, Evaluator, PgdConfig, ThreatModel};
+use advsoup_data::ImageDataset;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::TrainError;
+use crate::eval::{correct_count, robust_count, shard_range};
+use crate::parallel::Peer;
+use crate::plan::EvalPlan;
+
+/// The held-out evaluation of a run.
+pub(crate) struct HeldOutEval {
+    attack: Evaluator,
+    batch_size: usize,
+    robust: usize,
+}
+
+impl HeldOutEval {
+    /// The eval PGD of `eval` (ℓ∞, `attack.eval`) on `eval.held_out_robust` samples.
+    pub(crate) fn new(eval: &EvalPlan) -> Result<Self, TrainError> {
+        let e = &eval.held_out_attack;
+        let pgd = PgdConfig::new(ThreatModel::Linf, e.eps, e.num_steps)
+            .with_step_size(e.step_size)
+            .with_random_start(e.random_start);
+        let attack =
+            Evaluator::new(vec![AttackSpec::Pgd(pgd)], eval.seed).map_err(TrainError::Attack)?;
+        Ok(Self {
+            attack,
+            batch_size: eval.batch_size,
+            robust: eval.held_out_robust,
+        })
+    }
+
+    /// `(clean accuracy, robust accuracy)` of `model` on `held`, summed over the peers.
+    pub(crate) fn accuracies<B: AutodiffBackend>(
+        &self,
+        model: &AdaptedVit<B::InnerBackend>,
+        held: &ImageDataset,
+        peer: Peer,
+        device: &B::Device,
+    ) -> Result<(f64, f64), TrainError> {
+        let bs = self.batch_size;
+        let clean_range = shard_range(held.num_samples(), peer);
+        let n_robust = self.robust.min(held.num_samples());
+        let correct = correct_count(
+            model,
+            held,
+            clean_range,
+            &Route::mode(Mode::Clean),
+            None,
+            bs,
+            device,
+        );
+        let robust = robust_count::<B>(
+            model,
+            Mode::Adversarial,
+            &self.attack,
+            held,
+            shard_range(n_robust, peer),
+            bs,
+            device,
+        );
+        let sums = peer.sum::<B::InnerBackend>(&[correct as f64, robust as f64], device)?;
+        let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
+        Ok((ratio(sums[0], held.num_samples()), ratio(sums[1], n_robust)))
+    }
+}

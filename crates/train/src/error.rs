@@ -1,0 +1,93 @@
+//! The crate's one error type, and the atomic write that reports it.
+
+use std::path::{Path, PathBuf};
+
+/// Why training or evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is malformed or invalid.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A config value is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+    /// The run directory already has a checkpoint and `--resume` was not given.
+    #[error("{dir} already holds a run: pass --resume to continue it, or choose another name")]
+    RunExists {
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// A checkpoint could not be written or read.
+    #[error("{path}: checkpoint: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("non-finite loss {loss} at step {step} (epoch {}); the last good checkpoint is in {dir}", epoch + 1)]
+    NonFinite {
+        /// Global step.
+        step: usize,
+        /// Epoch (0-based).
+        epoch: usize,
+        /// The loss.
+        loss: f64,
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+    /// Stopped on request (Ctrl-C) after writing a checkpoint.
+    #[error("interrupted; checkpoint saved, continue with --resume ({dir})")]
+    Interrupted {
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// Data could not be loaded.
+    #[error(transparent)]
+    Data(#[from] advsoup_data::DataError),
+    /// An attack config is invalid.
+    #[error("attack: {0}")]
+    Attack(advsoup_attacks::AttackError),
+    /// A model or adapter file could not be written.
+    #[error(transparent)]
+    Adapter(advsoup_adapters::io::AdapterIoError),
+    /// Data-parallel setup or communication failed.
+    #[error("data-parallel: {0}")]
+    Collective(String),
+}
+
+/// [`advsoup_io::write_atomic`] (unique temporary file, synced, renamed, directory synced), its
+/// error reported as [`TrainError::Io`] naming `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    advsoup_io::write_atomic(path, bytes).map_err(|e| TrainError::Io {
+        path: path.to_owned(),
+        source: e.source,
+    })
+}
+
+/// Maps an IO error on `path` to [`TrainError::Io`].
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
