@@ -587,7 +587,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     // chunks merge to exactly the one-pass report).
     let valid = model.valid();
     let key = serde_json::json!({
-        "model": advsoup_bench::report::ModelHashes::of(&valid).model_sha256,
+        "model": advsoup_eval::report::ModelHashes::of(&valid).model_sha256,
         "evaluator": evaluator,
         "mode": mode,
         "n": n,
@@ -600,7 +600,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         let part = match partial.get(i)? {
             Some(r) => r,
             None => {
-                let r = advsoup_train::eval::robust_eval_range_each::<AD>(
+                let r = advsoup_eval::robust_eval_range_each::<AD>(
                     &valid,
                     args.mode,
                     &evaluator,
@@ -640,64 +640,9 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// Finished pieces of a long command (`<out>.partial/`), valid only for the same inputs: a
-/// `key.json` names them, and a directory with another key is discarded.
-pub(crate) struct Partial {
-    dir: PathBuf,
-}
-
-impl Partial {
-    /// Opens (or starts) the pieces of `out` computed under `key`.
-    pub(crate) fn open(out: &Path, key: &serde_json::Value) -> Result<Self> {
-        let mut name = out.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        let dir = out.with_file_name(name);
-        let key_path = dir.join("key.json");
-        let same = std::fs::read(&key_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|k| &k == key);
-        if !same && dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing stale {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        if !same {
-            advsoup_train::write_atomic(&key_path, &serde_json::to_vec_pretty(key)?)?;
-        }
-        Ok(Self { dir })
-    }
-
-    fn path(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("{i:05}.json"))
-    }
-
-    /// Piece `i`, if it was finished.
-    pub(crate) fn get<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<Option<T>> {
-        let p = self.path(i);
-        match std::fs::read(&p) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                format!("{}: a damaged partial result (delete it)", p.display())
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
-        }
-    }
-
-    /// Records piece `i` (atomically).
-    pub(crate) fn put<T: serde::Serialize>(&self, i: usize, v: &T) -> Result<()> {
-        Ok(advsoup_train::write_atomic(
-            &self.path(i),
-            &serde_json::to_vec(v)?,
-        )?)
-    }
-
-    /// Removes the pieces once the whole result is written.
-    pub(crate) fn finish(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("removing {}", self.dir.display()))
-    }
-}
+/// The resumable-results store, moved to `advsoup-eval` (the alias keeps `cmd_soup` compiling
+/// until it imports `advsoup_eval::Resumable` itself).
+pub(crate) use advsoup_eval::Resumable as Partial;
 
 fn attack(args: AttackArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
@@ -711,7 +656,7 @@ fn attack(args: AttackArgs) -> Result<()> {
     }
     let mut images: Vec<f32> = Vec::new();
     let mut shape = [0usize; 3];
-    let report = advsoup_train::eval::robust_eval_each::<AD>(
+    let report = advsoup_eval::robust_eval_each::<AD>(
         &model.valid(),
         args.mode,
         &evaluator,
