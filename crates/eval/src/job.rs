@@ -174,7 +174,10 @@ impl EvalJob {
         let mut report: Option<EvalReport> = None;
         for (i, from) in (start..end).step_by(chunk).enumerate() {
             let part = match store.get(i)? {
-                Some(r) => r,
+                Some(r) => {
+                    tracing::debug!(chunk = i, from, "read a finished chunk");
+                    r
+                }
                 None => {
                     let piece = self.clone().range(from..(from + chunk).min(end));
                     let r = piece
