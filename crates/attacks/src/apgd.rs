@@ -4,6 +4,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::attack::Attack;
 use crate::core::{
     AttackOutput, Cost, Objective, Oracle, assign_rows, indices, ranked_other_class, to_host_bools,
 };
@@ -125,7 +126,7 @@ impl ApgdConfig {
     }
 }
 
-/// A validated APGD attack; see [`ApgdConfig`].
+/// A validated APGD attack (Croce & Hein 2020); see [`ApgdConfig`].
 #[derive(Clone, Debug)]
 pub struct Apgd {
     config: ApgdConfig,
@@ -157,112 +158,6 @@ impl Apgd {
             k = k.saturating_sub(size_decr).max(k_min);
         }
         out
-    }
-
-    /// Attacks `x` (labels `y`) through the logits closure `f`; see [`crate::Pgd::attack`] for
-    /// the contract on `f`. Returns, per sample, a misclassified point if one was found, else the
-    /// point of highest loss. Success is untargeted misclassification for every loss.
-    ///
-    /// The step loop reads nothing back to the host; between restarts / target classes the
-    /// success mask is read once to attack only the samples still robust.
-    ///
-    /// # Shapes
-    /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
-    pub fn attack<AD, F>(
-        &self,
-        f: &F,
-        x: &Tensor<AD::InnerBackend, 4>,
-        y: &Tensor<AD::InnerBackend, 1, Int>,
-        ids: &[u64],
-        seed: u64,
-    ) -> AttackOutput<AD::InnerBackend>
-    where
-        AD: AutodiffBackend,
-        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
-    {
-        let c = &self.config;
-        let n = x.dims()[0];
-        assert_eq!(
-            ids.len(),
-            n,
-            "apgd: {} sample ids for a batch of {n}",
-            ids.len()
-        );
-        let oracle = Oracle::<AD, F>::new(f);
-        let device = x.device();
-        let (targets, ranks): (Option<Tensor<AD::InnerBackend, 2>>, Vec<usize>) = match c.loss {
-            ApgdLoss::DlrTargeted => {
-                let logits = oracle.logits(x.clone());
-                let classes = logits.dims()[1];
-                let k = c.n_target_classes.min(classes.saturating_sub(1)).max(1);
-                (Some(logits), (0..k).collect())
-            }
-            _ => (None, vec![0]),
-        };
-        let mut x_out = x.clone();
-        let mut done = vec![false; n];
-        let mut run_index = 0u64;
-        for &rank in &ranks {
-            for restart in 0..c.restarts {
-                let todo: Vec<bool> = done.iter().map(|d| !d).collect();
-                let (rows, idx) = indices::<AD::InnerBackend>(&todo, &device);
-                if rows.is_empty() {
-                    break;
-                }
-                let sub_ids: Vec<u64> = rows.iter().map(|&i| ids[i]).collect();
-                let x_sub = x.clone().select(0, idx.clone());
-                let y_sub = y.clone().select(0, idx.clone());
-                let objective = match (&targets, c.loss) {
-                    (Some(logits), _) => Objective {
-                        loss: Loss::Dlr,
-                        target: Some(
-                            ranked_other_class(logits.clone(), y.clone(), rank)
-                                .select(0, idx.clone()),
-                        ),
-                        labels: y_sub,
-                        success_is_target: false,
-                    },
-                    (None, loss) => Objective {
-                        loss: if loss == ApgdLoss::Ce {
-                            Loss::CrossEntropy
-                        } else {
-                            Loss::Dlr
-                        },
-                        labels: y_sub,
-                        target: None,
-                        success_is_target: false,
-                    },
-                };
-                let start = c.threat.random_start(
-                    &x_sub,
-                    c.eps,
-                    &sub_ids,
-                    seed,
-                    (rank * c.restarts + restart) as u64,
-                    Purpose::ApgdStart,
-                    true,
-                );
-                let run = self.single_run(&oracle, &x_sub, start, &objective);
-                x_out = assign_rows(x_out, idx, run.x);
-                for (&i, s) in rows.iter().zip(to_host_bools(run.success)) {
-                    done[i] |= s;
-                }
-                run_index += 1;
-            }
-        }
-        tracing::debug!(
-            runs = run_index,
-            fooled = done.iter().filter(|d| **d).count(),
-            "apgd finished"
-        );
-        let success =
-            Tensor::<AD::InnerBackend, 1, Bool>::from_data(TensorData::new(done, [n]), &device);
-        let cost: Cost = oracle.cost();
-        AttackOutput {
-            x_adv: x_out,
-            success: Some(success),
-            cost,
-        }
     }
 
     fn single_run<AD, F>(
@@ -358,6 +253,112 @@ impl Apgd {
         Run {
             x: x_best.mask_where(fooled4, x_best_adv),
             success: fooled,
+        }
+    }
+}
+
+/// Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
+/// of diverse parameter-free attacks", ICML); see [`ApgdConfig`] for the schedule.
+impl Attack for Apgd {
+    const NAME: &'static str = "apgd";
+
+    /// Attacks `x` (labels `y`) through the logits closure `f`; see [`Attack::attack`] for
+    /// the contract on `f`. Returns, per sample, a misclassified point if one was found, else the
+    /// point of highest loss. Success is untargeted misclassification for every loss.
+    ///
+    /// The step loop reads nothing back to the host; between restarts / target classes the
+    /// success mask is read once to attack only the samples still robust.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
+    fn perturb<AD, F>(
+        &self,
+        f: &F,
+        x: &Tensor<AD::InnerBackend, 4>,
+        y: &Tensor<AD::InnerBackend, 1, Int>,
+        ids: &[u64],
+        seed: u64,
+    ) -> AttackOutput<AD::InnerBackend>
+    where
+        AD: AutodiffBackend,
+        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
+    {
+        let c = &self.config;
+        let n = x.dims()[0];
+        let oracle = Oracle::<AD, F>::new(f);
+        let device = x.device();
+        let (targets, ranks): (Option<Tensor<AD::InnerBackend, 2>>, Vec<usize>) = match c.loss {
+            ApgdLoss::DlrTargeted => {
+                let logits = oracle.logits(x.clone());
+                let classes = logits.dims()[1];
+                let k = c.n_target_classes.min(classes.saturating_sub(1)).max(1);
+                (Some(logits), (0..k).collect())
+            }
+            _ => (None, vec![0]),
+        };
+        let mut x_out = x.clone();
+        let mut done = vec![false; n];
+        let mut run_index = 0u64;
+        for &rank in &ranks {
+            for restart in 0..c.restarts {
+                let todo: Vec<bool> = done.iter().map(|d| !d).collect();
+                let (rows, idx) = indices::<AD::InnerBackend>(&todo, &device);
+                if rows.is_empty() {
+                    break;
+                }
+                let sub_ids: Vec<u64> = rows.iter().map(|&i| ids[i]).collect();
+                let x_sub = x.clone().select(0, idx.clone());
+                let y_sub = y.clone().select(0, idx.clone());
+                let objective = match (&targets, c.loss) {
+                    (Some(logits), _) => Objective {
+                        loss: Loss::Dlr,
+                        target: Some(
+                            ranked_other_class(logits.clone(), y.clone(), rank)
+                                .select(0, idx.clone()),
+                        ),
+                        labels: y_sub,
+                        success_is_target: false,
+                    },
+                    (None, loss) => Objective {
+                        loss: if loss == ApgdLoss::Ce {
+                            Loss::CrossEntropy
+                        } else {
+                            Loss::Dlr
+                        },
+                        labels: y_sub,
+                        target: None,
+                        success_is_target: false,
+                    },
+                };
+                let start = c.threat.random_start(
+                    &x_sub,
+                    c.eps,
+                    &sub_ids,
+                    seed,
+                    (rank * c.restarts + restart) as u64,
+                    Purpose::ApgdStart,
+                    true,
+                );
+                let run = self.single_run(&oracle, &x_sub, start, &objective);
+                x_out = assign_rows(x_out, idx, run.x);
+                for (&i, s) in rows.iter().zip(to_host_bools(run.success)) {
+                    done[i] |= s;
+                }
+                run_index += 1;
+            }
+        }
+        tracing::debug!(
+            runs = run_index,
+            fooled = done.iter().filter(|d| **d).count(),
+            "apgd finished"
+        );
+        let success =
+            Tensor::<AD::InnerBackend, 1, Bool>::from_data(TensorData::new(done, [n]), &device);
+        let cost: Cost = oracle.cost();
+        AttackOutput {
+            x_adv: x_out,
+            success: Some(success),
+            cost,
         }
     }
 }

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::Attack;
 use crate::pgd::{PgdConfig, Selection};
 
 /// Images per second of one PGD step and of one training forward+backward.

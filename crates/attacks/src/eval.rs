@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AttackOutput;
 use crate::apgd::{ApgdConfig, ApgdLoss};
+use crate::attack::{Attack, check_ids};
 use crate::core::{Cost, Objective, Oracle, assign_rows, indices};
 use crate::error::AttackError;
 use crate::loss::Loss;
@@ -96,7 +97,7 @@ impl AttackSpec {
         }
     }
 
-    /// Runs the attack (validating first).
+    /// Runs the attack (validating first) through its [`Attack`] impl.
     ///
     /// # Shapes
     /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
@@ -113,7 +114,7 @@ impl AttackSpec {
         F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
     {
         Ok(match self {
-            AttackSpec::Fgsm(c) => c.clone().init()?.attack::<AD, F>(f, x, y),
+            AttackSpec::Fgsm(c) => c.clone().init()?.attack::<AD, F>(f, x, y, ids, seed),
             AttackSpec::Pgd(c) => c.clone().init()?.attack::<AD, F>(f, x, y, ids, seed),
             AttackSpec::Apgd(c) => c.clone().init()?.attack::<AD, F>(f, x, y, ids, seed),
             AttackSpec::Square(c) => c.clone().init()?.attack::<AD, F>(f, x, y, ids, seed),
@@ -382,12 +383,7 @@ impl Evaluator {
         F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
     {
         let n = x.dims()[0];
-        assert_eq!(
-            ids.len(),
-            n,
-            "evaluate: {} sample ids for a batch of {n}",
-            ids.len()
-        );
+        check_ids("evaluate", ids, n);
         let device = x.device();
         let oracle = Oracle::<AD, F>::new(f);
         let threat = self.attacks[0].threat();

@@ -8,8 +8,10 @@
 //!   step (memory is flat in K) and the PGD/APGD step loops read nothing back to the host.
 //! - Threat models [`ThreatModel::Linf`] and [`ThreatModel::L2`] share one projection / step /
 //!   random-start implementation; every iterate is clamped to [0, 1].
-//! - Attacks: [`Fgsm`], [`Pgd`] (restarts, targeted, CE / margin / DLR [`Loss`]), [`Apgd`]
-//!   (APGD-CE, APGD-DLR, APGD-T), [`Square`] (black box).
+//! - One [`Attack`] trait, every attack an impl: [`Fgsm`], [`Pgd`] (restarts, targeted, CE /
+//!   margin / DLR [`Loss`]), [`Apgd`] (APGD-CE, APGD-DLR, APGD-T), [`Square`] (black box).
+//!   [`Attack::attack`] checks the arguments once for all of them; [`AttackSpec::run`]
+//!   dispatches a serializable config through it.
 //! - Random starts are keyed by `(seed, sample id, restart)`: a sample gets the same start in
 //!   any batch. There is no hidden RNG.
 //! - [`Evaluator`] runs an ordered ensemble on the samples still robust, judges every attack by
@@ -21,7 +23,7 @@
 //! compute parameter gradients inside an attack.
 //!
 //! ```
-//! use advsoup_attacks::{Evaluator, PgdConfig, ThreatModel};
+//! use advsoup_attacks::{Attack, Evaluator, PgdConfig, ThreatModel};
 //! use burn::backend::{Autodiff, Flex};
 //! use burn::prelude::*;
 //!
@@ -50,6 +52,7 @@
 pub use burn;
 
 mod apgd;
+mod attack;
 pub mod bench;
 mod core;
 mod error;
@@ -61,6 +64,7 @@ mod square;
 mod threat;
 
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
+pub use attack::Attack;
 pub use core::{AttackOutput, Cost};
 pub use error::AttackError;
 pub use eval::{

@@ -4,6 +4,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::attack::{Attack, check_ids};
 use crate::core::{AttackOutput, Best, Objective, Oracle, ranked_other_class};
 use crate::error::AttackError;
 use crate::loss::Loss;
@@ -121,7 +122,7 @@ impl PgdConfig {
     }
 }
 
-/// A validated PGD attack; see [`PgdConfig`].
+/// A validated PGD attack (Madry et al. 2018); see [`PgdConfig`].
 #[derive(Clone, Debug)]
 pub struct Pgd {
     config: PgdConfig,
@@ -133,48 +134,16 @@ impl Pgd {
         &self.config
     }
 
-    /// Attacks `x` (labels `y`) through the logits closure `f`.
-    ///
-    /// `f` must be deterministic and should not compute parameter gradients (pass a frozen copy,
-    /// `M::from_inner(model.valid()).no_grad()`, with dropout off). Only the input is lifted to
-    /// the autodiff backend; no graph is kept between steps and nothing is read back to the host
-    /// inside the step loop. Random starts are keyed by `(seed, ids[i], restart)`.
-    ///
-    /// # Shapes
-    /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
-    ///
-    /// # Panics
-    /// If `ids.len() != n` or the logits have too few classes for the loss.
-    pub fn attack<AD, F>(
-        &self,
-        f: &F,
-        x: &Tensor<AD::InnerBackend, 4>,
-        y: &Tensor<AD::InnerBackend, 1, Int>,
-        ids: &[u64],
-        seed: u64,
-    ) -> AttackOutput<AD::InnerBackend>
-    where
-        AD: AutodiffBackend,
-        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
-    {
-        let oracle = Oracle::<AD, F>::new(f);
-        let target = self
-            .config
-            .targeted
-            .then(|| ranked_other_class(oracle.logits(x.clone()), y.clone(), 0));
-        self.run(&oracle, x, y, target, ids, seed)
-    }
-
-    /// [`Pgd::attack`] with the batch cut into `shards` contiguous parts that are attacked
+    /// [`Attack::attack`] with the batch cut into `shards` contiguous parts that are attacked
     /// concurrently on scoped threads, each with its own autodiff graph; the parts' outputs are
     /// concatenated in order and their costs summed (`forward_calls` then counts every shard's
     /// calls).
     ///
-    /// The result equals [`Pgd::attack`]'s up to float summation order inside the closure:
+    /// The result equals [`Attack::attack`]'s up to float summation order inside the closure:
     /// every sample's objective and random start depend on that sample alone (random starts are
     /// keyed by `ids`). It is a CPU speed-up: burn's CPU backend runs the element-wise ops of a
     /// small model on one core, so two shards keep two cores busy. `shards` is clamped to
-    /// `1..=n`; 1 is [`Pgd::attack`].
+    /// `1..=n`; 1 is [`Attack::attack`].
     ///
     /// # Shapes
     /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
@@ -192,12 +161,7 @@ impl Pgd {
         F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2> + Sync,
     {
         let n = x.dims()[0];
-        assert_eq!(
-            ids.len(),
-            n,
-            "pgd: {} sample ids for a batch of {n}",
-            ids.len()
-        );
+        check_ids(Self::NAME, ids, n);
         let shards = shards.clamp(1, n.max(1));
         if shards == 1 {
             return self.attack::<AD, F>(f, x, y, ids, seed);
@@ -255,6 +219,7 @@ impl Pgd {
         AD: AutodiffBackend,
         F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
     {
+        check_ids(Self::NAME, ids, x.dims()[0]);
         let oracle = Oracle::<AD, F>::new(f);
         self.run(&oracle, x, y, Some(targets.clone()), ids, seed)
     }
@@ -273,13 +238,6 @@ impl Pgd {
         F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
     {
         let c = &self.config;
-        let n = x.dims()[0];
-        assert_eq!(
-            ids.len(),
-            n,
-            "pgd: {} sample ids for a batch of {n}",
-            ids.len()
-        );
         let objective = Objective {
             loss: c.loss,
             labels: y.clone(),
@@ -330,6 +288,37 @@ impl Pgd {
                 cost: oracle.cost(),
             },
         }
+    }
+}
+
+/// Projected gradient descent (Madry et al. 2018, "Towards Deep Learning Models Resistant to
+/// Adversarial Attacks"): K signed (ℓ∞) or normalized (ℓ2) gradient steps from a random start,
+/// each projected back onto the ε-ball and [0, 1].
+impl Attack for Pgd {
+    const NAME: &'static str = "pgd";
+
+    /// Random starts are keyed by `(seed, ids[i], restart)`. Only the input is lifted to the
+    /// autodiff backend; no graph is kept between steps and nothing is read back to the host
+    /// inside the step loop. A targeted config pushes towards the most likely wrong class at
+    /// the clean point.
+    fn perturb<AD, F>(
+        &self,
+        f: &F,
+        x: &Tensor<AD::InnerBackend, 4>,
+        y: &Tensor<AD::InnerBackend, 1, Int>,
+        ids: &[u64],
+        seed: u64,
+    ) -> AttackOutput<AD::InnerBackend>
+    where
+        AD: AutodiffBackend,
+        F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
+    {
+        let oracle = Oracle::<AD, F>::new(f);
+        let target = self
+            .config
+            .targeted
+            .then(|| ranked_other_class(oracle.logits(x.clone()), y.clone(), 0));
+        self.run(&oracle, x, y, target, ids, seed)
     }
 }
 
@@ -390,7 +379,7 @@ impl FgsmConfig {
     }
 }
 
-/// A validated FGSM attack; see [`FgsmConfig`].
+/// A validated FGSM attack (Goodfellow et al. 2015); see [`FgsmConfig`].
 #[derive(Clone, Debug)]
 pub struct Fgsm {
     config: FgsmConfig,
@@ -402,23 +391,29 @@ impl Fgsm {
     pub fn config(&self) -> &FgsmConfig {
         &self.config
     }
+}
 
-    /// One signed-gradient step; deterministic, so it takes no ids or seed.
-    ///
-    /// # Shapes
-    /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`.
-    pub fn attack<AD, F>(
+/// Fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, "Explaining and Harnessing
+/// Adversarial Examples"): one step of size ε, run as the equivalent one-step PGD without random
+/// start.
+impl Attack for Fgsm {
+    const NAME: &'static str = "fgsm";
+
+    /// One signed-gradient step. Deterministic: `ids` and `seed` do not change the result (the
+    /// one-step PGD has no random start).
+    fn perturb<AD, F>(
         &self,
         f: &F,
         x: &Tensor<AD::InnerBackend, 4>,
         y: &Tensor<AD::InnerBackend, 1, Int>,
+        ids: &[u64],
+        seed: u64,
     ) -> AttackOutput<AD::InnerBackend>
     where
         AD: AutodiffBackend,
         F: Fn(Tensor<AD, 4>) -> Tensor<AD, 2>,
     {
-        let ids: Vec<u64> = (0..x.dims()[0] as u64).collect();
-        self.pgd.attack::<AD, F>(f, x, y, &ids, 0)
+        self.pgd.perturb::<AD, F>(f, x, y, ids, seed)
     }
 }
 

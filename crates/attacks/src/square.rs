@@ -4,6 +4,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::attack::Attack;
 use crate::core::{AttackOutput, Oracle, to_host_bools};
 use crate::error::AttackError;
 use crate::loss::Loss;
@@ -77,7 +78,7 @@ impl SquareConfig {
     }
 }
 
-/// A validated Square attack; see [`SquareConfig`].
+/// A validated Square attack (Andriushchenko et al. 2020); see [`SquareConfig`].
 #[derive(Clone, Debug)]
 pub struct Square {
     config: SquareConfig,
@@ -106,6 +107,13 @@ impl Square {
         };
         p_init / div
     }
+}
+
+/// Square attack (Andriushchenko, Croce, Flammarion & Hein 2020, "Square Attack: a
+/// query-efficient black-box adversarial attack via random search", ECCV), ℓ∞; see
+/// [`SquareConfig`].
+impl Attack for Square {
+    const NAME: &'static str = "square";
 
     /// Attacks through forward passes of `f` only. Random windows and signs are drawn on the
     /// host per query (keyed by seed, sample id and query) and uploaded; every 100 queries the
@@ -113,7 +121,7 @@ impl Square {
     ///
     /// # Shapes
     /// - `x`: `[n, c, h, w]` in [0, 1]; `y`: `[n]`; `ids`: `n` entries.
-    pub fn attack<AD, F>(
+    fn perturb<AD, F>(
         &self,
         f: &F,
         x: &Tensor<AD::InnerBackend, 4>,
@@ -128,12 +136,6 @@ impl Square {
         let c = &self.config;
         let dims = x.dims();
         let [n, ch, h, w] = dims;
-        assert_eq!(
-            ids.len(),
-            n,
-            "square: {} sample ids for a batch of {n}",
-            ids.len()
-        );
         let oracle = Oracle::<AD, F>::new(f);
         let device = x.device();
         let margin =

@@ -130,7 +130,7 @@ fn fgsm_and_pgd_match_pytorch() {
             FgsmConfig::new(threat, eps)
                 .init()
                 .unwrap()
-                .attack::<AD, _>(&f, &x, &y)
+                .attack::<AD, _>(&f, &x, &y, &ids(n), 0)
         } else {
             PgdConfig::new(threat, eps, steps)
                 .with_step_size(step)
