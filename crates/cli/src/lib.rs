@@ -275,7 +275,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&counts)?);
             } else {
-                print!("{}", counts.text());
+                print!("{}", counts_text(&counts));
             }
             Ok(())
         }
@@ -315,33 +315,18 @@ fn adapter(name: &str) -> Result<AdapterKind> {
     })
 }
 
-/// Parameter counts of a model (`advsoup info`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ParamCounts {
-    /// The preset or run the counts are of.
-    pub model: String,
-    /// The adapter.
-    pub adapter: String,
-    /// Parameters of the plain ViT.
-    pub total_params_no_adapter: usize,
-    /// Parameters with the adapter (both domains).
-    pub total_params: usize,
-    /// Domain-specific parameters per domain (the adapter formula).
-    pub params_per_domain: usize,
-}
+pub use advsoup_records::params::ParamCounts;
 
-impl ParamCounts {
-    /// The text form.
-    pub fn text(&self) -> String {
-        format!(
-            "model: {}\nadapter: {}\ntotal parameters (no adapter): {}\ntotal parameters (with adapter): {}\ndomain-specific parameters per domain: {}\n",
-            self.model,
-            self.adapter,
-            group(self.total_params_no_adapter),
-            group(self.total_params),
-            group(self.params_per_domain),
-        )
-    }
+/// The text form of [`ParamCounts`] (`advsoup info`).
+pub fn counts_text(c: &ParamCounts) -> String {
+    format!(
+        "model: {}\nadapter: {}\ntotal parameters (no adapter): {}\ntotal parameters (with adapter): {}\ndomain-specific parameters per domain: {}\n",
+        c.model,
+        c.adapter,
+        group(c.total_params_no_adapter),
+        group(c.total_params),
+        group(c.params_per_domain),
+    )
 }
 
 fn counts_of(model: String, vit: &VitConfig, kind: AdapterKind) -> ParamCounts {
@@ -395,7 +380,7 @@ pub fn run_counts(run: &Path) -> Result<ParamCounts> {
 
 /// The text of `advsoup info --preset P --adapter A`.
 pub fn info(preset_name: &str, adapter_name: &str) -> Result<String> {
-    Ok(counts(preset_name, adapter_name)?.text())
+    Ok(counts_text(&counts(preset_name, adapter_name)?))
 }
 
 fn group(n: usize) -> String {

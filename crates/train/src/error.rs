@@ -77,7 +77,7 @@ pub enum TrainError {
 
 /// [`advsoup_io::write_atomic`] (unique temporary file, synced, renamed, directory synced), its
 /// error reported as [`TrainError::Io`] naming `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     advsoup_io::write_atomic(path, bytes).map_err(|e| TrainError::Io {
         path: path.to_owned(),
         source: e.source,

@@ -16,20 +16,7 @@ pub(crate) fn shard_range(n: usize, peer: crate::parallel::Peer) -> std::ops::Ra
     n * peer.rank / peer.world..n * (peer.rank + 1) / peer.world
 }
 
-/// Accuracy of both modes on one distribution-shift test set.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ShiftResult {
-    /// `name` or `name/corruption/severity`.
-    pub name: String,
-    /// Samples.
-    pub n: usize,
-    /// Classes present (logits of the others are masked when fewer than the model's).
-    pub classes: usize,
-    /// Top-1 of the clean mode.
-    pub clean_mode_acc: f64,
-    /// Top-1 of the robust mode.
-    pub robust_mode_acc: f64,
-}
+pub use advsoup_records::run::ShiftResult;
 
 /// A loaded shifted set: its report name, the images (labels in the full class index) and the
 /// class subset to mask to, if it holds fewer classes than the index.

@@ -77,7 +77,7 @@ mod update;
 
 pub use config::{Regime, TrainConfig};
 pub use data::{class_index, load_data, planned_train_samples};
-pub use error::{TrainError, write_atomic};
+pub use error::TrainError;
 #[cfg(feature = "collective")]
 pub use launch::train_parallel;
 pub use launch::{MULTI_NODE_ENV, multi_node_allowed, train};

@@ -63,17 +63,21 @@ impl RunDir {
             message: e.to_string(),
         })?;
         write_atomic(&run.join("config.toml"), resolved.as_bytes())?;
-        let meta = serde_json::json!({
-            "seed": plan.seed,
-            "git_revision": git_revision,
-            "burn": "0.21.0",
-            "backend": backend,
-            "devices": plan.world,
-            "nodes": plan.nodes,
-            "global_batch": plan.global_batch,
-            "accumulation": plan.accumulation,
-        });
-        write_atomic(&run.join("run.json"), meta.to_string().as_bytes())
+        let meta = advsoup_records::run::RunMeta {
+            accumulation: plan.accumulation,
+            backend: backend.to_string(),
+            burn: "0.21.0".to_string(),
+            devices: plan.world,
+            git_revision: git_revision.clone(),
+            global_batch: plan.global_batch,
+            nodes: plan.nodes,
+            seed: plan.seed,
+        };
+        let json = serde_json::to_string(&meta).map_err(|e| TrainError::Checkpoint {
+            path: run.join("run.json"),
+            message: e.to_string(),
+        })?;
+        write_atomic(&run.join("run.json"), json.as_bytes())
     }
 
     /// Rewrites `metrics.jsonl`: one line per completed epoch.

@@ -464,12 +464,6 @@ fn rewrite_header(bytes: Vec<u8>, edit: impl FnOnce(&mut serde_json::Value)) -> 
     out
 }
 
-/// Writes `bytes` to `path` atomically and durably ([`advsoup_io::write_atomic`]).
-#[doc(hidden)]
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    advsoup_io::write_atomic(path, bytes).map_err(|e| e.source)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
