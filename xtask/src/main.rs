@@ -229,12 +229,66 @@ fn tidy() -> Result<()> {
             }
         }
     }
+    problems.extend(heavy_dependencies()?);
     if problems.is_empty() {
-        println!("tidy: {} packages, crate graph ok", packages.len());
+        println!(
+            "tidy: {} packages, crate graph ok; {} library crates free of {}",
+            packages.len(),
+            LEAN.len(),
+            HEAVY.join(", ")
+        );
         Ok(())
     } else {
         bail!("tidy:\n{}", problems.join("\n"))
     }
+}
+
+/// Library crates a user imports one by one: their normal dependencies must not pull the
+/// training UI and metrics stack (burn-train's defaults), which no library uses and one of
+/// which (systemstat 0.2.8) no longer builds with a fresh lockfile.
+const LEAN: &[&str] = &[
+    "advsoup-io",
+    "advsoup-records",
+    "advsoup-vit",
+    "advsoup-adapters",
+    "advsoup-attacks",
+    "advsoup-data",
+    "advsoup-eval",
+    "advsoup-soup",
+];
+const HEAVY: &[&str] = &["burn-train", "ratatui", "sysinfo", "systemstat", "burn-rl"];
+
+/// `crate -> package` lines for every [`HEAVY`] package in a [`LEAN`] crate's normal
+/// dependency tree (`cargo tree -e normal`).
+fn heavy_dependencies() -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for krate in LEAN {
+        let out = cargo()
+            .args(["tree", "-e", "normal", "--prefix", "none", "-p", krate])
+            .output()
+            .with_context(|| format!("cargo tree -p {krate}"))?;
+        if !out.status.success() {
+            bail!(
+                "cargo tree -p {krate} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        problems.extend(heavy_in_tree(krate, &String::from_utf8_lossy(&out.stdout)));
+    }
+    Ok(problems)
+}
+
+/// The [`HEAVY`] packages named in a `cargo tree --prefix none` listing.
+fn heavy_in_tree(krate: &str, tree: &str) -> Vec<String> {
+    let mut found: Vec<String> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| HEAVY.contains(name))
+        .map(|name| format!("{krate} -> {name}: a library crate must not depend on it (burn's default features?)"))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 fn load_average() -> String {
@@ -481,6 +535,19 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn heavy_packages_in_a_tree_are_named_once() {
+        let tree = "advsoup-vit v0.1.0\nburn v0.21.0\nburn-train v0.21.0\nratatui v0.29.0\nburn-train v0.21.0 (*)\nburn-trainer v1.0.0\n";
+        assert_eq!(
+            heavy_in_tree("advsoup-vit", tree),
+            vec![
+                "advsoup-vit -> burn-train: a library crate must not depend on it (burn's default features?)".to_string(),
+                "advsoup-vit -> ratatui: a library crate must not depend on it (burn's default features?)".to_string(),
+            ]
+        );
+        assert!(heavy_in_tree("advsoup-vit", "advsoup-vit v0.1.0\nburn v0.21.0\n").is_empty());
+    }
+
     use super::*;
 
     fn report(tool: &str, rates: &[(&str, f64)], peaks: &[(u64, f64)]) -> BenchReport {
