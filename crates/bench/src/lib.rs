@@ -7,8 +7,8 @@
 //! reported, not tested.
 //!
 //! [`report`] holds the RobustBench-style report cards of evaluated models (JSON + markdown)
-//! and content hashes; [`sweep`] the records, CSV/JSON and SVG plots of an adversarial-soup
-//! sweep over β and of a β selection under a shift. Neither evaluates anything itself.
+//! and content hashes; it evaluates nothing itself. (Soup sweep records and plots live in
+//! `advsoup-soup`.)
 //!
 //! ```
 //! use advsoup_bench::measure;
@@ -19,7 +19,6 @@
 #![warn(missing_docs)]
 
 pub mod report;
-pub mod sweep;
 
 pub mod memory;
 pub mod suite;
