@@ -5,7 +5,7 @@
 //! co-trained model (Rebuffi et al. 2023); `advsoup_adapters::Mode::Soup(β)` runs it as one
 //! forward pass, and this crate evaluates it as a model in its own right:
 //!
-//! - [`interpolate`], [`uniform`], [`greedy`]: the generic parameter algebra over any burn
+//! - [`interpolate()`], [`uniform`], [`greedy`]: the generic parameter algebra over any burn
 //!   [`Module`](burn::module::Module) (Wortsman et al. 2022).
 //! - [`sweep()`] / [`sweep_into`]: every β on the test split — clean accuracy, robust accuracy
 //!   under each attack preset attacking the soup directly, accuracy under generated corruptions,

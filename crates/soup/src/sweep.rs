@@ -3,7 +3,7 @@
 //! accuracy under generated corruptions — with one report card per β, resumable per β.
 //!
 //! Every number here is on the test split: a sweep reports, it never chooses (see
-//! [`crate::select`] for choosing β on held-out data).
+//! [`crate::select()`] for choosing β on held-out data).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1,4 +1,7 @@
 //! Tiny model and data for this crate's tests (28x28 grey images, 10 classes, embed_dim 16).
+//!
+//! [`tiny_data`] is the same function as `advsoup_data::testing::tiny_data` (feature
+//! `test-support`, on the `data` branch); once that lands here, use it instead of this copy.
 
 use advsoup_adapters::{AdaptedVit, AdaptedVitConfig, AdapterKind, Mode};
 use advsoup_data::ImageDataset;
