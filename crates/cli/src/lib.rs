@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use advsoup_adapters::{AdaptedVitConfig, AdapterKind, Mode};
 use advsoup_attacks::{Evaluator, ThreatModel};
+use advsoup_eval::EvalJob;
 /// Set to `1` to allow `--nodes` above 1 (see `advsoup_train::multi_node_allowed`).
 pub use advsoup_train::MULTI_NODE_ENV;
 use advsoup_train::{RunOptions, TrainConfig};
@@ -569,11 +570,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let (config, model) = load_run::<AD>(&args.run, &device)?;
     let splits = advsoup_train::load_data(&config, false)?;
     let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, args.eps, args.seed)?;
-    let mode = match args.mode {
-        Mode::Clean => "clean".to_string(),
-        Mode::Adversarial => "robust".to_string(),
-        Mode::Soup(b) => format!("soup{b}"),
-    };
+    let mode = advsoup_eval::mode_tag(args.mode);
     let out = args.out.clone().unwrap_or_else(|| {
         args.run
             .join(format!("eval-{}-{}-{mode}.json", args.attack, args.eps))
@@ -582,48 +579,12 @@ fn eval(args: EvalArgs) -> Result<()> {
     if n == 0 {
         bail!("--n: the test split has no samples to evaluate");
     }
-    // Chunks of one batch, each kept in `<out>.partial/` until the report is complete, so a
-    // killed evaluation continues where it stopped (sample ids are dataset indices, so the
-    // chunks merge to exactly the one-pass report).
-    let valid = model.valid();
-    let key = serde_json::json!({
-        "model": advsoup_eval::report::ModelHashes::of(&valid).model_sha256,
-        "evaluator": evaluator,
-        "mode": mode,
-        "n": n,
-        "batch_size": config.eval.batch_size,
-    });
-    let chunk = config.eval.batch_size.max(1);
-    let partial = Partial::open(&out, &key)?;
-    let mut report: Option<advsoup_attacks::EvalReport> = None;
-    for (i, start) in (0..n).step_by(chunk).enumerate() {
-        let part = match partial.get(i)? {
-            Some(r) => r,
-            None => {
-                let r = advsoup_eval::robust_eval_range_each::<AD>(
-                    &valid,
-                    args.mode,
-                    &evaluator,
-                    &splits.test,
-                    start..(start + chunk).min(n),
-                    config.eval.batch_size,
-                    &device,
-                    |_| {},
-                )
-                .context("an empty chunk")?;
-                partial.put(i, &r)?;
-                r
-            }
-        };
-        match report.as_mut() {
-            Some(m) => m.merge(part),
-            None => report = Some(part),
-        }
-    }
-    let report = report.context("the test split is empty")?;
-    let json = serde_json::to_vec_pretty(&report)?;
-    advsoup_train::write_atomic(&out, &json)?;
-    partial.finish()?;
+    // Chunks of one batch are kept in `<out>.partial/` until the report is written, so a
+    // killed evaluation continues where it stopped.
+    let report = EvalJob::new(evaluator, args.mode)
+        .batch_size(config.eval.batch_size)
+        .first(n)
+        .run_to_file::<AD>(&model.valid(), &splits.test, &device, &out)?;
     println!(
         "{} eps={} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
         args.attack,
@@ -654,53 +615,18 @@ fn attack(args: AttackArgs) -> Result<()> {
     if n == 0 {
         bail!("--n: the test split has no samples to attack");
     }
-    let mut images: Vec<f32> = Vec::new();
-    let mut shape = [0usize; 3];
-    let report = advsoup_eval::robust_eval_each::<AD>(
-        &model.valid(),
-        args.mode,
-        &evaluator,
-        &splits.test,
-        n,
-        config.eval.batch_size,
-        &device,
-        |e| {
-            let [_, c, h, w] = e.x_adv.dims();
-            shape = [c, h, w];
-            images.extend(e.x_adv.clone().into_data().iter::<f32>());
-        },
-    );
-    let report = report.context("no batch was attacked")?;
-    let labels: Vec<f32> = report.samples.iter().map(|s| s.label as f32).collect();
-    let robust: Vec<f32> = report
-        .samples
-        .iter()
-        .map(|s| f32::from(u8::from(s.robust)))
-        .collect();
-    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let (xb, lb, rb) = (bytes(&images), bytes(&labels), bytes(&robust));
-    fn view(d: &[u8], s: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s, d)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-    let tensors = vec![
-        ("x_adv", view(&xb, vec![n, shape[0], shape[1], shape[2]])?),
-        ("label", view(&lb, vec![n])?),
-        ("robust", view(&rb, vec![n])?),
-    ];
-    let st = safetensors::serialize(tensors, None)?;
-    let st_path = args.out.with_extension("safetensors");
-    advsoup_train::write_atomic(&st_path, &st)?;
-    let json_path = args.out.with_extension("json");
-    advsoup_train::write_atomic(&json_path, &serde_json::to_vec_pretty(&report)?)?;
+    let written = EvalJob::new(evaluator, args.mode)
+        .batch_size(config.eval.batch_size)
+        .first(n)
+        .write_adversarial::<AD>(&model.valid(), &splits.test, &device, &args.out)?;
     println!(
         "{} eps={} n={}: robust {:.2}% -> {} and {}",
         args.attack,
         args.eps,
-        report.n,
-        100.0 * report.robust_accuracy,
-        st_path.display(),
-        json_path.display()
+        written.report.n,
+        100.0 * written.report.robust_accuracy,
+        written.safetensors.display(),
+        written.json.display()
     );
     Ok(())
 }

@@ -1,43 +1,58 @@
 //! advsoup-eval: evaluation of an adapted model — clean accuracy in a mode, robust accuracy of
 //! a mode under an attack ensemble from `advsoup-attacks`, report cards, and resumable results.
 //!
+//! - [`EvalJob`]: ONE robust evaluation (mode, ensemble, batch size, range of a split) with
+//!   [`EvalJob::run`], [`EvalJob::run_each`] (every batch's adversarial examples),
+//!   [`EvalJob::count`], [`EvalJob::run_chunked`] / [`EvalJob::run_to_file`] (chunks kept in a
+//!   [`Resumable`] store, so a killed evaluation continues) and [`EvalJob::write_adversarial`].
+//!   It attacks a frozen deterministic copy; sample ids are dataset indices, so chunks, shards
+//!   and resumed evaluations merge to exactly the one-pass report.
 //! - [`eval_batches`], [`correct_count`], [`accuracy`]: clean top-1 of a route, in order, over a
 //!   range of a split (optionally masked to a class subset, as for ImageNet-R/-A).
-//! - [`robust_eval`] and friends: robust accuracy under an [`Evaluator`](advsoup_attacks::Evaluator),
-//!   attacking a frozen deterministic copy; sample ids are dataset indices, so chunks, shards and
-//!   resumed evaluations merge to exactly the one-pass report.
 //! - [`report`]: RobustBench-style report cards (JSON + markdown) and model content hashes.
-//! - [`Resumable`]: finished pieces of a long evaluation kept in `<out>.partial/`.
+//! - [`Resumable`]: finished pieces of a long computation kept in `<out>.partial/`.
 //!
 //! What it must not do: train, choose anything on the test split, know a config file format,
 //! or print (it logs with `tracing`). File writes go through [`advsoup_io::write_atomic`].
+//! `cargo run -p advsoup-eval --example evaluate` runs a whole evaluation on a random model.
 //!
 //! ```
 //! use advsoup_adapters::{AdaptedVitConfig, AdapterKind, Mode, Route};
+//! use advsoup_attacks::{Evaluator, ThreatModel};
 //! use advsoup_data::ImageDataset;
+//! use advsoup_eval::EvalJob;
 //! use advsoup_vit::VitConfig;
-//! use burn::backend::Flex;
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::module::AutodiffModule;
 //!
 //! let device = Default::default();
 //! let vit = VitConfig::new(8, 4, 1, 3, 16, 1, 2).with_mean(vec![0.5]).with_std(vec![0.5]);
-//! let model = AdaptedVitConfig { vit, adapter: AdapterKind::ClsToken }.try_init::<Flex>(&device)?;
+//! let model = AdaptedVitConfig { vit, adapter: AdapterKind::ClsToken }
+//!     .try_init::<Autodiff<Flex>>(&device)?;
 //! let data = ImageDataset::new([1, 8, 8], vec![128; 4 * 64], vec![0, 1, 2, 0], 3)?;
-//! let acc = advsoup_eval::accuracy(&model, &data, &Route::mode(Mode::Clean), 2, &device);
-//! assert!((0.0..=1.0).contains(&acc));
+//! let clean = advsoup_eval::accuracy(&model.valid(), &data, &Route::mode(Mode::Clean), 2, &device);
+//! let evaluator = Evaluator::preset("pgd-2", ThreatModel::Linf, 0.1, 0)?;
+//! let job = EvalJob::new(evaluator, Mode::Adversarial).batch_size(2);
+//! let report = job.run::<Autodiff<Flex>>(&model.valid(), &data, &device).expect("4 samples");
+//! assert!(report.robust_accuracy <= report.clean_accuracy && (0.0..=1.0).contains(&clean));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]
 
 use std::path::PathBuf;
 
+mod adversarial;
 mod clean;
+mod compat;
+mod job;
 pub mod report;
 mod resumable;
-mod robust;
 
+pub use adversarial::AdversarialSet;
 pub use clean::{accuracy, correct_count, eval_batches, inner};
+pub use compat::{robust_count, robust_eval};
+pub use job::{DEFAULT_BATCH_SIZE, EvalJob, mode_tag};
 pub use resumable::Resumable;
-pub use robust::{robust_count, robust_eval, robust_eval_each, robust_eval_range_each};
 
 /// Why an evaluation's files could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -71,4 +86,24 @@ pub enum EvalError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// A safetensors file could not be built.
+    #[error("{}: {message}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The job's range holds no sample of the split.
+    #[error("no samples to evaluate")]
+    NoSamples,
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), EvalError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| EvalError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(advsoup_io::write_atomic(path, &bytes)?)
 }

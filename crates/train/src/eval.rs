@@ -7,10 +7,7 @@ use advsoup_data::ImageDataset;
 use advsoup_data::folder::{
     ClassIndex, ClassSubset, FolderOptions, load_image_folder, load_imagenet_c,
 };
-pub use advsoup_eval::{
-    accuracy, correct_count, eval_batches, inner, robust_count, robust_eval, robust_eval_each,
-    robust_eval_range_each,
-};
+pub use advsoup_eval::{accuracy, correct_count, eval_batches, inner, robust_count, robust_eval};
 
 use crate::config::{ShiftLayout, ShiftSection};
 
