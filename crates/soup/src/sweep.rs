@@ -13,7 +13,7 @@ use advsoup_data::ImageDataset;
 use advsoup_data::corrupt::{Corruption, corrupt_dataset};
 use advsoup_eval::Resumable;
 use advsoup_eval::report::{CardSubject, ModelHashes, ReportCard};
-use advsoup_eval::{accuracy, robust_eval};
+use advsoup_eval::{EvalJob, accuracy};
 use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -91,16 +91,11 @@ fn evaluate<AD: AutodiffBackend>(
     let clean_acc = accuracy(model, &p.clean_set, &route, opts.batch_size, device);
     let mut reports = Vec::new();
     for a in &opts.attacks {
-        let r = robust_eval::<AD>(
-            model,
-            mode,
-            &a.evaluator,
-            p.test,
-            opts.n_robust,
-            opts.batch_size,
-            device,
-        )
-        .ok_or(SoupError::Empty("no test images to attack"))?;
+        let r = EvalJob::new(a.evaluator.clone(), mode)
+            .batch_size(opts.batch_size)
+            .first(opts.n_robust)
+            .run::<AD>(model, p.test, device)
+            .ok_or(SoupError::Empty("no test images to attack"))?;
         reports.push((a.name.clone(), r));
     }
     let recipe = Recipe {
@@ -369,16 +364,11 @@ mod tests {
         assert_eq!(clean_mode, 1.0);
         assert!(robust_mode < 1.0, "the two modes agree on every image");
         // The attacked soup at β=0 is the robust mode attacked directly.
-        let direct = robust_eval::<AD>(
-            &model,
-            Mode::Adversarial,
-            &opts.attacks[0].evaluator,
-            &test,
-            4,
-            5,
-            &device,
-        )
-        .expect("report");
+        let direct = EvalJob::new(opts.attacks[0].evaluator.clone(), Mode::Adversarial)
+            .batch_size(5)
+            .first(4)
+            .run::<AD>(&model, &test, &device)
+            .expect("report");
         assert_eq!(sweep.rows[0].attacks[0].acc, direct.robust_accuracy);
         for (row, card) in sweep.rows.iter().zip(&cards) {
             assert_eq!(row.attacks.len(), 2);
