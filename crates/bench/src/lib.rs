@@ -11,8 +11,8 @@
 //! prints no results: the cli does (progress goes to stderr).
 //!
 //! [`report`] holds the RobustBench-style report cards of evaluated models (JSON + markdown)
-//! and content hashes; [`sweep`] the records, CSV/JSON and SVG plots of an adversarial-soup
-//! sweep over β and of a β selection under a shift. Neither evaluates anything itself.
+//! and content hashes; it evaluates nothing itself. (Soup sweep records and plots live in
+//! `advsoup-soup`.)
 //!
 //! ```
 //! use advsoup_bench::measure;
@@ -28,7 +28,6 @@
 pub use burn;
 
 pub mod report;
-pub mod sweep;
 
 pub mod child;
 mod error;

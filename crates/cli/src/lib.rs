@@ -605,10 +605,6 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The resumable-results store, moved to `advsoup-eval` (the alias keeps `cmd_soup` compiling
-/// until it imports `advsoup_eval::Resumable` itself).
-pub(crate) use advsoup_eval::Resumable as Partial;
-
 fn attack(args: AttackArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();

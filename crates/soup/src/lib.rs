@@ -1,23 +1,35 @@
-//! advsoup-soup: model soups — parameter interpolation over any burn [`Module`].
+//! advsoup-soup: adversarial model soups — parameter interpolation, the β sweep, per-shift β
+//! selection, their records and plots.
 //!
-//! Wortsman et al. 2022 ("Model soups") average the weights of fine-tuned models; Rebuffi et al.
-//! 2023 interpolate a clean and an adversarial adapter (φ(β) = β·φ_clean + (1 − β)·φ_adv) into
-//! one model that is evaluated (and attacked) as itself. This crate does the parameter algebra
-//! for any module: [`interpolate`] two modules, [`uniform`] over N, [`greedy`] by a held-out
-//! score. It knows nothing of data or ViTs (an adapter model's own soups are
-//! `advsoup_adapters::Mode::Soup`; this crate is the generic mechanism and its check).
+//! A soup φ(β) = β·φ_clean + (1 − β)·φ_adv mixes the clean and the adversarial adapter of one
+//! co-trained model (Rebuffi et al. 2023); `advsoup_adapters::Mode::Soup(β)` runs it as one
+//! forward pass, and this crate evaluates it as a model in its own right:
 //!
-//! Invariants: parameters equal in both ingredients are copied untouched (so a soup of models
-//! that differ only in their adapter changes only the adapter); β = 1 returns the first
-//! ingredient's values and β = 0 the second's, bit for bit; results are fresh leaves that keep
-//! each parameter's `require_grad`, so training can resume from a soup.
+//! - [`interpolate()`], [`uniform`], [`greedy`]: the generic parameter algebra over any burn
+//!   [`Module`](burn::module::Module) (Wortsman et al. 2022).
+//! - [`sweep()`] / [`sweep_into`]: every β on the test split — clean accuracy, robust accuracy
+//!   under each attack preset attacking the soup directly, accuracy under generated corruptions,
+//!   one report card per β — resumable per β through [`advsoup_eval::Resumable`].
+//! - [`select()`]: β chosen on the corrupted held-out split ([`argmax_first`]: the first best),
+//!   then reported on the corrupted test split at that β and at both ends.
+//! - [`records`]: [`SoupSweep`], [`SoupRow`], [`SelectReport`] (`advsoup-records`' types,
+//!   re-exported) and their files;
+//!   [`plot`]: `front.svg`, `shifts.svg` and several fronts in one SVG.
+//! - [`parse_betas`], [`build_attacks`], [`parse_corruptions`], [`parse_shift`]: the option
+//!   values of `advsoup soup`.
+//!
+//! What it must not do: train (it depends on `advsoup-eval`, never on `advsoup-train`), read
+//! config files or run directories (the cli loads the model and the splits), choose anything on
+//! the test split, or print (progress goes to a caller's closure). File writes go through
+//! [`advsoup_io::write_atomic`].
 //!
 //! ```
-//! use advsoup_soup::interpolate;
+//! use advsoup_soup::{interpolate, parse_betas};
 //! use burn::backend::Flex;
 //! use burn::nn::LinearConfig;
 //! use burn::prelude::*;
 //!
+//! assert_eq!(parse_betas("0:1:0.5").unwrap(), vec![0.0, 0.5, 1.0]);
 //! let device = Default::default();
 //! let a = LinearConfig::new(2, 2).init::<Flex>(&device);
 //! let b = LinearConfig::new(2, 2).init::<Flex>(&device);
@@ -25,266 +37,121 @@
 //! let w = (a.weight.val() + b.weight.val()) / 2.0;
 //! half.weight.val().into_data().assert_approx_eq::<f32>(&w.into_data(), Default::default());
 //! ```
+//!
+//! A whole sweep of an adapted model, with a PGD evaluator, is `examples/soup_sweep.rs`
+//! (`cargo run -p advsoup-soup --example soup_sweep`).
 #![warn(missing_docs)]
 
-/// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
-pub use burn;
+use std::path::PathBuf;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::prelude::*;
-
-/// Every float parameter of a module, flattened, in visit order.
-struct Collect<B: Backend> {
-    params: Vec<Tensor<B, 1>>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Collect<B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let t = param.val();
-        let n = t.shape().num_elements();
-        self.params.push(t.reshape([n]));
-    }
-}
-
-fn flat_params<B: Backend, M: Module<B>>(m: &M) -> Vec<Tensor<B, 1>> {
-    let mut c = Collect { params: Vec::new() };
-    m.visit(&mut c);
-    c.params
-}
-
-/// Replaces parameter i by `combine(own_i, others_i)`.
-struct Combine<'a, B: Backend, F> {
-    others: &'a [Vec<Tensor<B, 1>>],
-    index: usize,
-    combine: F,
-}
-
-impl<B: Backend, F> ModuleMapper<B> for Combine<'_, B, F>
-where
-    F: FnMut(Tensor<B, 1>, Vec<Tensor<B, 1>>) -> Option<Tensor<B, 1>>,
-{
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let i = self.index;
-        self.index += 1;
-        let others: Vec<Tensor<B, 1>> = self
-            .others
-            .iter()
-            .map(|o| {
-                o.get(i)
-                    .unwrap_or_else(|| {
-                        panic!("soup: ingredients have different parameter lists (parameter {i})")
-                    })
-                    .clone()
-            })
-            .collect();
-        let combine = &mut self.combine;
-        param.map(|t| {
-            let shape = t.shape();
-            let n = shape.num_elements();
-            for o in &others {
-                assert_eq!(
-                    o.dims()[0],
-                    n,
-                    "soup: parameter {i} has {n} values in one ingredient and {} in another",
-                    o.dims()[0]
-                );
-            }
-            let rg = t.is_require_grad();
-            match combine(t.clone().reshape([n]), others) {
-                None => t,
-                Some(mixed) => mixed.reshape(shape).detach().set_require_grad(rg),
-            }
-        })
-    }
-}
-
-fn identical<B: Backend>(a: &Tensor<B, 1>, b: &Tensor<B, 1>) -> bool {
-    a.clone()
-        .equal(b.clone())
-        .all()
-        .into_scalar()
-        .elem::<bool>()
-}
-
-/// β·a + (1 − β)·b parameter by parameter; parameters equal in both are left untouched.
-///
-/// # Panics
-/// If the modules do not have the same parameter shapes (a contract: same architecture).
-pub fn interpolate<B: Backend, M: Module<B>>(a: &M, b: &M, beta: f32) -> M {
-    // burn initializes parameters lazily: read `a` before cloning it so the clone cannot draw
-    // its own values.
-    flat_params(a);
-    let others = [flat_params(b)];
-    let mut mapper = Combine {
-        others: &others,
-        index: 0,
-        combine: |x: Tensor<B, 1>, o: Vec<Tensor<B, 1>>| {
-            let y = &o[0];
-            if identical(&x, y) || beta == 1.0 {
-                None
-            } else if beta == 0.0 {
-                Some(y.clone())
-            } else {
-                Some(x * beta + y.clone() * (1.0 - beta))
-            }
-        },
-    };
-    a.clone().map(&mut mapper)
-}
-
-/// The uniform soup: the mean of every parameter over the ingredients (Wortsman et al. 2022).
-///
-/// # Panics
-/// On an empty list or mismatched architectures.
-pub fn uniform<B: Backend, M: Module<B>>(models: &[M]) -> M {
-    let (first, rest) = models
-        .split_first()
-        .expect("soup: a uniform soup needs at least one ingredient");
-    flat_params(first); // materialize lazy parameters before cloning (see `interpolate`)
-    let others: Vec<Vec<Tensor<B, 1>>> = rest.iter().map(flat_params).collect();
-    let k = models.len() as f32;
-    let mut mapper = Combine {
-        others: &others,
-        index: 0,
-        combine: |x: Tensor<B, 1>, o: Vec<Tensor<B, 1>>| {
-            if o.iter().all(|y| identical(&x, y)) {
-                return None;
-            }
-            Some(o.into_iter().fold(x, |acc, y| acc + y) / k)
-        },
-    };
-    first.clone().map(&mut mapper)
-}
-
-/// Greedy soup (Wortsman et al. 2022): sort ingredients by `score` (higher is better, computed
-/// on held-out data — never the test split), start from the best, and add each next ingredient
-/// to the uniform soup only if the score does not drop. Returns the soup, its score and the
-/// indices of the ingredients used. The score is never below the best ingredient's.
-pub fn greedy<B: Backend, M: Module<B>>(
-    models: &[M],
-    mut score: impl FnMut(&M) -> f64,
-) -> Option<(M, f64, Vec<usize>)> {
-    let mut ranked: Vec<(usize, f64)> = models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (i, score(m)))
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let (best, best_score) = *ranked.first()?;
-    let mut used = vec![best];
-    let mut soup = models[best].clone();
-    let mut soup_score = best_score;
-    for &(i, _) in &ranked[1..] {
-        let mut trial: Vec<M> = used.iter().map(|j| models[*j].clone()).collect();
-        trial.push(models[i].clone());
-        let candidate = uniform(&trial);
-        let s = score(&candidate);
-        if s >= soup_score {
-            soup = candidate;
-            soup_score = s;
-            used.push(i);
-        }
-    }
-    Some((soup, soup_score, used))
-}
-
+pub mod interpolate;
+pub mod options;
+pub mod plot;
+pub mod records;
+pub mod select;
+pub mod sweep;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::backend::{Autodiff, Flex};
-    use burn::nn::{Linear, LinearConfig};
-    use burn::tensor::Tolerance;
+mod testing;
 
-    type TestBackend = Flex;
+pub use burn;
+pub use interpolate::{greedy, interpolate, uniform};
+pub use options::{build_attacks, parse_betas, parse_corruptions, parse_shift};
+pub use plot::{plot_front, plot_fronts, plot_shifts};
+pub use records::{
+    NamedAcc, Recipe, SelectReport, SoupRow, SoupSweep, SweepAttack, argmax_first, read_sweep,
+    write_records, write_select, write_sweep,
+};
+pub use select::{SelectOptions, select};
+pub use sweep::{Subject, SweepOptions, SweepOutput, resume_key, sweep, sweep_into};
 
-    #[derive(Module, Debug)]
-    struct Two<B: Backend> {
-        shared: Linear<B>,
-        adapter: Linear<B>,
-    }
-
-    fn two(seed: u64) -> Two<TestBackend> {
-        let device = Default::default();
-        TestBackend::seed(&device, seed);
-        let m = Two {
-            shared: LinearConfig::new(3, 4).init(&device),
-            adapter: LinearConfig::new(4, 2).init(&device),
-        };
-        flat_params(&m); // draw the lazily initialized values now, under this seed
-        m
-    }
-
-    fn data(m: &Linear<TestBackend>) -> burn::tensor::TensorData {
-        m.weight.val().into_data()
-    }
-
-    #[test]
-    fn endpoints_are_the_ingredients_bit_for_bit() {
-        let (a, b) = (two(1), two(2));
-        assert_eq!(data(&interpolate(&a, &b, 1.0).adapter), data(&a.adapter));
-        assert_eq!(data(&interpolate(&a, &b, 0.0).adapter), data(&b.adapter));
-        assert_eq!(data(&interpolate(&a, &a, 0.37).shared), data(&a.shared));
-    }
-
-    #[test]
-    fn linear_in_beta_and_shared_parameters_untouched() {
-        let a = two(1);
-        let mut b = two(2);
-        b.shared = a.shared.clone();
-        for beta in [0.1f32, 0.5, 0.9] {
-            let s = interpolate(&a, &b, beta);
-            assert_eq!(
-                data(&s.shared),
-                data(&a.shared),
-                "shared must be copied untouched"
-            );
-            let want = a.adapter.weight.val() * beta + b.adapter.weight.val() * (1.0 - beta);
-            data(&s.adapter)
-                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-6, 1e-6));
-        }
-    }
-
-    #[test]
-    fn uniform_soup_is_the_mean_and_of_one_model_is_that_model() {
-        let ms = [two(1), two(2), two(3)];
-        let s = uniform(&ms);
-        let want =
-            (ms[0].shared.weight.val() + ms[1].shared.weight.val() + ms[2].shared.weight.val())
-                / 3.0;
-        data(&s.shared).assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
-        assert_eq!(data(&uniform(&ms[..1]).adapter), data(&ms[0].adapter));
-    }
-
-    #[test]
-    fn greedy_soup_scores_at_least_its_best_ingredient() {
-        let ms: Vec<_> = (0..5).map(two).collect();
-        // A held-out score: closeness of the shared weights to a target point.
-        let target = two(9).shared.weight.val();
-        let score = |m: &Two<TestBackend>| {
-            -(m.shared.weight.val() - target.clone())
-                .powi_scalar(2)
-                .sum()
-                .into_scalar()
-                .elem::<f64>()
-        };
-        let best = ms.iter().map(score).fold(f64::MIN, f64::max);
-        let (soup, s, used) = greedy(&ms, score).expect("non-empty");
-        assert!(s >= best, "{s} < {best}");
-        assert!((score(&soup) - s).abs() < 1e-9);
-        assert!(!used.is_empty());
-    }
-
-    #[test]
-    fn soups_are_fresh_trainable_leaves() {
-        type AD = Autodiff<Flex>;
-        let device = Default::default();
-        let a = LinearConfig::new(3, 2).init::<AD>(&device);
-        let b = LinearConfig::new(3, 2).init::<AD>(&device);
-        flat_params(&b);
-        let s = interpolate(&a, &b, 0.5);
-        assert!(s.weight.val().is_require_grad());
-        let x = Tensor::<AD, 2>::ones([1, 3], &device);
-        let grads = s.forward(x).sum().backward();
-        assert!(s.weight.val().grad(&grads).is_some());
-    }
+/// Why a soup command's inputs were rejected or its files could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SoupError {
+    /// An attack preset is unknown or its radius invalid (`--attacks`).
+    #[error("--attacks: preset `{name}`")]
+    Preset {
+        /// The preset name.
+        name: String,
+        /// The attacks crate's reason.
+        source: advsoup_attacks::AttackError,
+    },
+    /// A preset's APGD iteration count was rejected (`--apgd-iter`).
+    #[error("--attacks: preset `{name}` with --apgd-iter {apgd_iter}")]
+    ApgdIter {
+        /// The preset name.
+        name: String,
+        /// The iteration count asked for.
+        apgd_iter: usize,
+        /// The attacks crate's reason.
+        source: advsoup_attacks::AttackError,
+    },
+    /// `--attacks` named no preset.
+    #[error("--attacks: no attack given")]
+    NoAttack,
+    /// `--corruptions` names an unknown corruption.
+    #[error("--corruptions")]
+    Corruptions(#[source] advsoup_data::DataError),
+    /// The severity of `--shift` is not 1..=5.
+    #[error("--shift `{shift}`: severity must be 1..=5")]
+    Severity {
+        /// The whole `--shift` value.
+        shift: String,
+    },
+    /// `--shift` names an unknown corruption.
+    #[error("--shift `{shift}`")]
+    Shift {
+        /// The whole `--shift` value.
+        shift: String,
+        /// The data crate's reason.
+        source: advsoup_data::DataError,
+    },
+    /// Nothing to evaluate (no attack, no candidate β, an empty split, ...).
+    #[error("{0}")]
+    Empty(&'static str),
+    /// A corrupted copy of a split could not be generated.
+    #[error("{context}")]
+    Corrupt {
+        /// What was being corrupted, and with what.
+        context: String,
+        /// The data crate's reason.
+        source: advsoup_data::DataError,
+    },
+    /// A resumable piece could not be read or written.
+    #[error(transparent)]
+    Eval(#[from] advsoup_eval::EvalError),
+    /// A file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not the JSON of a sweep.
+    #[error("{}: not a soup.json written by `advsoup soup sweep`", path.display())]
+    NotASweep {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A directory could not be created.
+    #[error("creating {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {}", .0.path.display(), .0.source)]
+    Write(advsoup_io::PathError),
+    /// A plot could not be drawn.
+    #[error("cannot draw {}: {message}", path.display())]
+    Plot {
+        /// The SVG file.
+        path: PathBuf,
+        /// plotters' message.
+        message: String,
+    },
 }

@@ -1,0 +1,79 @@
+//! Tiny model and data for this crate's tests (28x28 grey images, 10 classes, embed_dim 16).
+//!
+//! [`tiny_data`] is the same function as `advsoup_data::testing::tiny_data` (feature
+//! `test-support`, on the `data` branch); once that lands here, use it instead of this copy.
+
+use advsoup_adapters::{AdaptedVit, AdaptedVitConfig, AdapterKind, Mode};
+use advsoup_data::ImageDataset;
+use advsoup_vit::VitConfig;
+use burn::backend::Flex;
+use burn::module::Param;
+use burn::prelude::*;
+
+/// A one-block cls-token model whose two tokens differ, so that β matters.
+pub(crate) fn tiny_model(device: &Device<Flex>) -> AdaptedVit<Flex> {
+    <Flex as Backend>::seed(device, 3);
+    let config = AdaptedVitConfig {
+        vit: VitConfig::new()
+            .with_img_size(28)
+            .with_patch_size(7)
+            .with_in_chans(1)
+            .with_num_classes(10)
+            .with_embed_dim(16)
+            .with_depth(1)
+            .with_num_heads(2)
+            .with_mean(vec![0.5])
+            .with_std(vec![0.5]),
+        adapter: AdapterKind::ClsToken,
+    };
+    let mut model = config.try_init::<Flex>(device).expect("tiny model");
+    // Make the two tokens differ so that β matters.
+    model.adapter.cls_token_adv = Some(Param::from_tensor(Tensor::random(
+        [1, 1, 16],
+        burn::tensor::Distribution::Normal(0.0, 2.0),
+        device,
+    )));
+    model
+}
+
+/// `n` images with class-dependent brightness plus noise (a deterministic LCG by `seed`).
+pub(crate) fn tiny_data(n: usize, seed: u64) -> ImageDataset {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    let labels: Vec<u32> = (0..n).map(|i| (i % 10) as u32).collect();
+    let pixels: Vec<u8> = labels
+        .iter()
+        .flat_map(|&l| {
+            // Class-dependent brightness plus noise: a learnable-looking toy set.
+            let base = 20 * l;
+            (0..28 * 28)
+                .map(|_| (base + next() % 60).min(255) as u8)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ImageDataset::new([1, 28, 28], pixels, labels, 10).expect("tiny dataset")
+}
+
+/// `data` relabelled with `model`'s predictions in `mode` (so that mode scores 100%).
+pub(crate) fn labelled_by(
+    model: &AdaptedVit<Flex>,
+    mode: Mode,
+    data: &ImageDataset,
+    device: &Device<Flex>,
+) -> ImageDataset {
+    let mut labels = Vec::new();
+    for batch in advsoup_eval::eval_batches::<Flex>(data, 64, device) {
+        let pred = model.forward_mode(batch.images, mode).argmax(1);
+        labels.extend(
+            pred.into_data()
+                .iter::<i64>()
+                .map(|p| u32::try_from(p).expect("class")),
+        );
+    }
+    ImageDataset::new(data.shape(), data.pixels().to_vec(), labels, 10).expect("relabel")
+}
