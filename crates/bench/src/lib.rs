@@ -27,8 +27,6 @@
 /// The burn this crate is built on (`=0.21.0`), so users get the matching version and types.
 pub use burn;
 
-pub mod report;
-
 pub mod child;
 mod error;
 pub mod harness;

@@ -301,16 +301,10 @@ mod tests {
                 .run::<AD>(&model, &data, &device)
                 .is_none()
         );
-        // The compatibility functions are the job.
-        let old =
-            crate::robust_eval::<AD>(&model, job.mode(), job.evaluator(), &data, 7, 3, &device);
-        assert_eq!(old.as_ref(), Some(&whole));
-        let count =
-            crate::robust_count::<AD>(&model, job.mode(), job.evaluator(), &data, 2..6, 3, &device);
-        assert_eq!(
-            count,
-            job.clone().range(2..6).count::<AD>(&model, &data, &device)
-        );
+        // The count is the report's robust count.
+        let count = job.clone().range(2..6).count::<AD>(&model, &data, &device);
+        let part = job.clone().range(2..6).run::<AD>(&model, &data, &device);
+        assert_eq!(count, part.expect("range 2..6").robust);
         // Every batch's adversarial examples reach `on_batch`.
         let mut seen = 0;
         job.run_each::<AD>(&model, &data, &device, |e| seen += e.x_adv.dims()[0]);

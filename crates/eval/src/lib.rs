@@ -46,14 +46,12 @@ use std::path::PathBuf;
 
 mod adversarial;
 mod clean;
-mod compat;
 mod job;
 pub mod report;
 mod resumable;
 
 pub use adversarial::AdversarialSet;
 pub use clean::{accuracy, correct_count, eval_batches, inner};
-pub use compat::{robust_count, robust_eval};
 pub use job::{DEFAULT_BATCH_SIZE, EvalJob, mode_tag};
 pub use resumable::Resumable;
 

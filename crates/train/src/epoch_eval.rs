@@ -8,7 +8,9 @@ use advsoup_data::ImageDataset;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::TrainError;
-use crate::eval::{correct_count, robust_count, shard_range};
+use advsoup_eval::{EvalJob, correct_count};
+
+use crate::eval::shard_range;
 use crate::parallel::Peer;
 use crate::plan::EvalPlan;
 
@@ -55,15 +57,10 @@ impl HeldOutEval {
             bs,
             device,
         );
-        let robust = robust_count::<B>(
-            model,
-            Mode::Adversarial,
-            &self.attack,
-            held,
-            shard_range(n_robust, peer),
-            bs,
-            device,
-        );
+        let robust = EvalJob::new(self.attack.clone(), Mode::Adversarial)
+            .batch_size(bs)
+            .range(shard_range(n_robust, peer))
+            .count::<B>(model, held, device);
         let sums = peer.sum::<B::InnerBackend>(&[correct as f64, robust as f64], device)?;
         let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
         Ok((ratio(sums[0], held.num_samples()), ratio(sums[1], n_robust)))

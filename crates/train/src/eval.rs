@@ -1,13 +1,11 @@
 //! Evaluation during training: the distribution-shift sets of a config in ImageFolder layouts
 //! (ImageNet-C/-R/-A/-Sketch) and the shard of a split a data-parallel peer evaluates. The
-//! evaluation functions themselves live in `advsoup-eval`; they are re-exported here so the
-//! old paths keep working (a shim to remove once every caller imports `advsoup_eval`).
+//! evaluation itself is `advsoup-eval`'s [`advsoup_eval::EvalJob`].
 
 use advsoup_data::ImageDataset;
 use advsoup_data::folder::{
     ClassIndex, ClassSubset, FolderOptions, load_image_folder, load_imagenet_c,
 };
-pub use advsoup_eval::{accuracy, correct_count, eval_batches, inner, robust_count, robust_eval};
 
 use crate::config::{ShiftLayout, ShiftSection};
 

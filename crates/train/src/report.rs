@@ -10,7 +10,9 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::TrainError;
 use crate::config::TrainConfig;
 use crate::data::class_index_from;
-use crate::eval::{correct_count, robust_count, shard_range};
+use advsoup_eval::{EvalJob, correct_count};
+
+use crate::eval::shard_range;
 use crate::parallel::Peer;
 use crate::plan::EvalPlan;
 use crate::records::FinalReport;
@@ -54,15 +56,10 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
         ) as f64
     };
     let rob = |mode| {
-        robust_count::<B>(
-            model,
-            mode,
-            &evaluator,
-            test,
-            shard_range(n_robust, peer),
-            e.batch_size,
-            device,
-        ) as f64
+        EvalJob::new(evaluator.clone(), mode)
+            .batch_size(e.batch_size)
+            .range(shard_range(n_robust, peer))
+            .count::<B>(model, test, device) as f64
     };
     let counts = [
         acc(Mode::Clean),
