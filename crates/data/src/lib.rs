@@ -50,6 +50,8 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod rng;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use augment::AugmentConfig;
 pub use batcher::{ImageBatch, ImageBatcher, ImageLoader, LoaderConfig, bench_loader};
