@@ -45,6 +45,8 @@ pub mod plan;
 pub mod run;
 mod shard;
 pub mod step;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use config::{Regime, TrainConfig};
 #[cfg(feature = "collective")]
