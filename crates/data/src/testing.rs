@@ -124,5 +124,10 @@ mod tests {
         assert_ne!(a, tiny_data(12, 5));
         assert_eq!(a.shape(), [1, 28, 28]);
         assert_eq!(a.labels()[11], 1);
+        // The pixels of cmd_soup's `tiny_data`, which this replaces.
+        assert_eq!(
+            advsoup_io::sha256_hex(a.pixels()),
+            "be5e5e6b966850701fa377a3c402acfaa09adb7c8c54a902af003b43ebbe86b8"
+        );
     }
 }
