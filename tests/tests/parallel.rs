@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use advsoup_e2e::{cli, serial, train, write_idx};
+use advsoup_e2e::{TinyConfig, cli, serial, train, write_idx};
 
 fn imagenet_config() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -14,61 +14,14 @@ fn imagenet_config() -> String {
         .to_string()
 }
 
+/// The tiny experiment with mixup, CutMix and label smoothing on, for 2 epochs.
 fn tiny_config(dir: &Path, data: &Path) -> PathBuf {
-    let text = format!(
-        r#"
-name = "tiny"
-seed = 11
-regime = "co_training"
-
-[model]
-preset = "vit_mini_patch4_28"
-adapter = "cls_token"
-patch_size = 7
-embed_dim = 16
-depth = 1
-num_heads = 2
-mlp_ratio = 2.0
-
-[data]
-dataset = "fashion-mnist"
-data_dir = "{}"
-held_out = 20
-crop_padding = 1
-mixup_alpha = 0.8
-cutmix_alpha = 1.0
-label_smoothing = 0.1
-workers = 0
-
-[attack.train]
-eps = 0.1
-num_steps = 2
-step_size = 0.0625
-
-[attack.eval]
-eps = 0.1
-num_steps = 3
-step_size = 0.05
-
-[optim]
-epochs = 2
-batch_size = 16
-lr = 1e-3
-warmup_epochs = 0.5
-weight_decay = 0.05
-grad_clip = 1.0
-
-[eval]
-held_out_robust = 10
-test_robust = 20
-test_attack = "pgd-5"
-batch_size = 32
-"#,
-        data.display()
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    TinyConfig::new(data, 2)
+        .set("seed", 11)
+        .set("data.mixup_alpha", 0.8)
+        .set("data.cutmix_alpha", 1.0)
+        .set("data.label_smoothing", 0.1)
+        .write(dir)
 }
 
 #[test]

@@ -52,6 +52,10 @@ impl Rng {
 
 /// Writes a 28x28, 10-class IDX dataset (class c: a bright band at rows 2c+4..2c+6 plus noise)
 /// under `dir/fashion-mnist`.
+///
+/// Not `advsoup_data::testing::write_idx`: xtask never links burn (nor advsoup-data), and the
+/// soak's set is deliberately noisier (noise up to 60, band at 160+) than the test suites' one, so
+/// its bytes, and the soak's numbers, stay as they were.
 pub fn write_idx(dir: &Path, train: usize, test: usize) -> Result<()> {
     let d = dir.join("fashion-mnist");
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;

@@ -14,28 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use advsoup_adapters::{AdaptedVitConfig, AdapterKind};
+use advsoup_data::testing::write_idx;
+use advsoup_train::testing::{TinyConfig, tiny_vit};
 use advsoup_vit::VitConfig;
 use burn::backend::Flex;
 
 const BIN: &str = env!("CARGO_BIN_EXE_advsoup");
-
-/// A Fashion-MNIST-shaped IDX image file: `n` 28x28 images.
-fn idx_images(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8, 0, 8, 3];
-    for x in [n as u32, 28, 28] {
-        v.extend_from_slice(&x.to_be_bytes());
-    }
-    v.extend((0..n * 28 * 28).map(|i| (i * 7 % 251) as u8));
-    v
-}
-
-/// An IDX label file: `n` labels `i % 10`.
-fn idx_labels(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8, 0, 8, 1];
-    v.extend_from_slice(&(n as u32).to_be_bytes());
-    v.extend((0..n).map(|i| (i % 10) as u8));
-    v
-}
 
 /// CIFAR-10 records: `n` of `<label><3072 pixels>`.
 fn cifar_records(n: usize) -> Vec<u8> {
@@ -54,13 +38,9 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write fixture");
 }
 
-/// A valid tiny Fashion-MNIST cache under `<dir>/fashion-mnist`.
+/// A valid tiny Fashion-MNIST cache under `<dir>/fashion-mnist` (24 train, 8 test images).
 fn fmnist(dir: &Path) {
-    let d = dir.join("fashion-mnist");
-    write(&d.join("train-images-idx3-ubyte"), &idx_images(24));
-    write(&d.join("train-labels-idx1-ubyte"), &idx_labels(24));
-    write(&d.join("t10k-images-idx3-ubyte"), &idx_images(8));
-    write(&d.join("t10k-labels-idx1-ubyte"), &idx_labels(8));
+    write_idx(dir, 24, 8);
 }
 
 /// A valid tiny CIFAR-10 cache under `<dir>/cifar10`.
@@ -72,65 +52,10 @@ fn cifar10(dir: &Path) {
     write(&d.join("test_batch.bin"), &cifar_records(4));
 }
 
-/// The tiny experiment (one block, 16 wide) reading `data`, written as `<dir>/tiny.toml`.
+/// The smallest tiny experiment (one block, 16 wide) reading `data`, written as
+/// `<dir>/tiny.toml`.
 fn tiny_config(dir: &Path, data: &Path) -> PathBuf {
-    let text = format!(
-        r#"name = "tiny"
-seed = 1
-regime = "co_training"
-
-[model]
-preset = "vit_mini_patch4_28"
-adapter = "cls_token"
-patch_size = 7
-embed_dim = 16
-depth = 1
-num_heads = 2
-mlp_ratio = 2.0
-
-[data]
-dataset = "fashion-mnist"
-data_dir = "{}"
-held_out = 4
-workers = 0
-
-[attack.train]
-eps = 0.1
-num_steps = 1
-step_size = 0.1
-
-[attack.eval]
-eps = 0.1
-num_steps = 1
-step_size = 0.1
-
-[optim]
-epochs = 1
-batch_size = 8
-lr = 1e-3
-
-[eval]
-held_out_robust = 4
-test_robust = 4
-test_attack = "pgd-1"
-batch_size = 8
-"#,
-        data.display()
-    );
-    let path = dir.join("tiny.toml");
-    write(&path, text.as_bytes());
-    path
-}
-
-/// The tiny experiment's model config, with `depth` and `embed_dim` changed.
-fn tiny_vit(depth: usize, embed_dim: usize) -> VitConfig {
-    let mut v = VitConfig::vit_mini_patch4_28();
-    v.patch_size = 7;
-    v.embed_dim = embed_dim;
-    v.depth = depth;
-    v.num_heads = 2;
-    v.mlp_ratio = 2.0;
-    v
+    TinyConfig::smallest(data).write(dir)
 }
 
 /// Writes an advsoup model file of another architecture (or adapter) than the tiny config's.

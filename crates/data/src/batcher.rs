@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+
+use advsoup_io::prefetch::OrderedPool;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
@@ -196,7 +197,8 @@ impl Default for LoaderConfig {
 /// identical whatever the number of workers.
 ///
 /// Worker `w` prepares batches `w, w + W, w + 2W, ...` and the iterator reads them round-robin,
-/// so batches come out in order without a reorder buffer. It also implements burn's
+/// so batches come out in order without a reorder buffer (an [`OrderedPool`]). It also
+/// implements burn's
 /// [`DataLoader`] (each call of `iter()` serves the next epoch, starting at 0) so it can be
 /// handed to burn-train.
 pub struct ImageLoader<B: Backend> {
@@ -307,28 +309,16 @@ impl<B: Backend> ImageLoader<B> {
                 batcher.prepare(&items)
             }
         };
-        let workers = self.config.num_workers.min(num_batches);
-        let mut receivers = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let (tx, rx) = sync_channel::<PreparedBatch>(2);
-            let make = make.clone();
-            std::thread::Builder::new()
-                .name(format!("advsoup-data-{w}"))
-                .spawn(move || {
-                    for b in (w..num_batches).step_by(workers) {
-                        if tx.send(make(b)).is_err() {
-                            break; // iterator dropped
-                        }
-                    }
-                })
-                .unwrap_or_else(|e| panic!("cannot spawn data worker: {e}"));
-            receivers.push(rx);
-        }
-        EpochIter {
-            make: Box::new(make),
-            receivers,
-            next: 0,
+        let pool = OrderedPool::spawn(
+            "advsoup-data",
             num_batches,
+            self.config.num_workers,
+            PREFETCH_PER_WORKER,
+            make,
+        )
+        .unwrap_or_else(|e| panic!("cannot spawn data worker: {e}"));
+        EpochIter {
+            pool,
             items_done: 0,
             total,
             bs,
@@ -337,12 +327,12 @@ impl<B: Backend> ImageLoader<B> {
     }
 }
 
+/// Batches each worker prepares ahead of the consumer.
+const PREFETCH_PER_WORKER: usize = 2;
+
 /// Iterator over one epoch's batches (see [`ImageLoader::epoch`]).
 pub struct EpochIter<B: Backend> {
-    make: Box<dyn Fn(usize) -> PreparedBatch + Send>,
-    receivers: Vec<Receiver<PreparedBatch>>,
-    next: usize,
-    num_batches: usize,
+    pool: OrderedPool<PreparedBatch>,
     items_done: usize,
     total: usize,
     bs: usize,
@@ -353,19 +343,11 @@ impl<B: Backend> Iterator for EpochIter<B> {
     type Item = ImageBatch<B>;
 
     fn next(&mut self) -> Option<ImageBatch<B>> {
-        if self.next >= self.num_batches {
-            return None;
-        }
-        let b = self.next;
-        self.next += 1;
-        let prepared = if self.receivers.is_empty() {
-            (self.make)(b)
-        } else {
-            let rx = &self.receivers[b % self.receivers.len()];
-            rx.recv().unwrap_or_else(|_| {
-                panic!("data worker for batch {b} died (it panicked; see above)")
-            })
-        };
+        let b = self.pool.position();
+        let prepared = self
+            .pool
+            .next()?
+            .unwrap_or_else(|_| panic!("data worker for batch {b} died (it panicked; see above)"));
         self.items_done = (self.items_done + self.bs).min(self.total);
         Some(prepared.into_batch(&self.device))
     }

@@ -152,6 +152,19 @@ pub enum DataError {
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
 /// Attach a path to an `io::Error`.
+pub(crate) fn path_err(e: advsoup_io::PathError) -> DataError {
+    DataError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
+
+/// [`advsoup_io::write_atomic`] (temp file, sync, rename, sync the directory; mode 0644), its
+/// error as a [`DataError::Io`] naming the path.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    advsoup_io::write_atomic(path, bytes).map_err(path_err)
+}
+
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
     let path = path.into();
     move |source| DataError::Io { path, source }

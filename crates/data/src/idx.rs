@@ -157,7 +157,7 @@ pub fn encode_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
 
 /// Write a raw IDX file atomically (temp file in the same directory, then rename).
 pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> Result<()> {
-    crate::fetch::write_atomic(path, &encode_idx(dims, data))
+    crate::error::write_atomic(path, &encode_idx(dims, data))
 }
 
 /// Load an image IDX file and its label IDX file into a dataset with `num_classes` classes.

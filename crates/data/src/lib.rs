@@ -19,7 +19,10 @@
 //! - use hidden randomness: every random choice derives from an explicit seed and the
 //!   sample's index (and epoch), so results do not depend on threads or worker counts;
 //! - touch the network in tests (the fetch tests serve generated files on 127.0.0.1);
-//! - leave half-written files in the cache (temp file + rename).
+//! - leave half-written files in the cache (advsoup-io's synced temp file + rename).
+//!
+//! Test suites get their fixtures from `advsoup_data::testing` (feature `test-support`): the synthetic
+//! Fashion-MNIST IDX cache and a tiny in-memory dataset.
 //!
 //! # Example
 //! ```
@@ -53,6 +56,8 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod rng;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use augment::AugmentConfig;
 pub use batcher::{ImageBatch, ImageBatcher, ImageLoader, LoaderConfig, bench_loader};

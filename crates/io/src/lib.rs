@@ -1,9 +1,13 @@
-//! Durable file IO shared by the advsoup crates: one atomic write, one hash.
+//! Durable file IO shared by the advsoup crates: one atomic write, one hash, one ordered
+//! prefetch pool.
 //!
 //! - [`write_atomic`] writes a file so that a reader (or a process killed half-way) never sees
 //!   a half-written file: a uniquely named temporary file in the target's directory, synced,
 //!   renamed over the target, then the directory synced so the rename itself survives a crash.
 //! - [`sha256_hex`] / [`sha256_file`] are the project's one content hash.
+//! - [`prefetch::OrderedPool`] runs a job over `0..n` on worker threads, a bounded number of
+//!   results ahead, and yields the results in index order (panics come back as values); the
+//!   data loaders of advsoup-data and advsoup-train read their batches through it.
 //!
 //! What this crate must not do: know any advsoup type, depend on burn, or print. Errors are
 //! `std::io::Error`s; [`PathError`] names the file for callers that report it.
@@ -16,6 +20,8 @@
 //! assert_eq!(advsoup_io::sha256_hex(b"").len(), 64);
 //! ```
 #![warn(missing_docs)]
+
+pub mod prefetch;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

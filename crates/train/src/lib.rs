@@ -74,6 +74,8 @@ pub mod step;
 mod topology;
 mod trainer;
 mod update;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use config::{Regime, TrainConfig};
 pub use data::{class_index, load_data, planned_train_samples};

@@ -1,265 +1,15 @@
-//! Common corruptions after Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to
-//! Common Corruptions and Perturbations" (ICLR 2019) — the ImageNet-C / CIFAR-10-C recipes.
-//!
-//! 14 of the 15 ImageNet-C corruptions are implemented (all but frost, which needs the
-//! original frost photographs), at severities 1..=5, with the CIFAR-10-C parameters (made for
-//! 32x32 images; they also suit 28x28). Every function maps a `[C, H, W]` image in [0, 1] to
-//! one in [0, 1], works for 1 and 3 channels, and is deterministic per `(seed, sample index)`:
-//! the random draws do not depend on the severity, so higher severities scale the same noise
-//! realisation. Differences from the Python reference, all deliberate:
-//! - noise, blur and JPEG follow the reference formulas; motion blur uses a one-sided Gaussian
-//!   streak like ImageMagick's `motion_blur`; snow uses the same streak for its flakes;
-//! - brightness adds to HSV value by scaling RGB (exactly the HSV round trip);
-//! - elastic transform is a smooth random displacement field (Simard et al. 2003) whose
-//!   amplitude grows with severity (the reference's affine part is left out, so the change is
-//!   monotone in severity);
-//! - glass blur uses the ImageNet-C parameters (the CIFAR-10-C ones are not monotone);
-//! - grayscale images use their single channel where the reference converts to gray.
+//! The corruption kernels: pure functions from a `[C, H, W]` image in [0, 1] (and, for the
+//! random ones, a seeded [`Rng`]) to the corrupted pixels. No IO; the parameters per severity
+//! live in [`super::Corruption::apply`].
 
-use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
-
-use crate::dataset::ImageDataset;
-use crate::error::{DataError, Result, io_err};
-use crate::idx::{load_idx_pair, read_idx, write_idx};
 use crate::rng::Rng;
 
-/// One corruption type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Corruption {
-    /// Additive Gaussian noise.
-    GaussianNoise,
-    /// Poisson (shot) noise.
-    ShotNoise,
-    /// Salt-and-pepper noise.
-    ImpulseNoise,
-    /// Blur with an anti-aliased disk (out-of-focus lens).
-    DefocusBlur,
-    /// Gaussian blur + local pixel shuffling + Gaussian blur (frosted glass).
-    GlassBlur,
-    /// Directional streak at a random angle.
-    MotionBlur,
-    /// Average of zoomed-in copies.
-    ZoomBlur,
-    /// Snow flakes (thresholded noise, streaked) over a brightened image.
-    Snow,
-    /// Plasma-fractal fog.
-    Fog,
-    /// Brightness increase (HSV value).
-    Brightness,
-    /// Contrast reduction.
-    Contrast,
-    /// Elastic deformation.
-    ElasticTransform,
-    /// Down- then up-sampling.
-    Pixelate,
-    /// JPEG compression artefacts (via the `image` crate's encoder).
-    JpegCompression,
-}
-
-impl Corruption {
-    /// All implemented corruptions, in ImageNet-C order.
-    pub const ALL: [Corruption; 14] = [
-        Self::GaussianNoise,
-        Self::ShotNoise,
-        Self::ImpulseNoise,
-        Self::DefocusBlur,
-        Self::GlassBlur,
-        Self::MotionBlur,
-        Self::ZoomBlur,
-        Self::Snow,
-        Self::Fog,
-        Self::Brightness,
-        Self::Contrast,
-        Self::ElasticTransform,
-        Self::Pixelate,
-        Self::JpegCompression,
-    ];
-
-    /// The ImageNet-C name (`gaussian_noise`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::GaussianNoise => "gaussian_noise",
-            Self::ShotNoise => "shot_noise",
-            Self::ImpulseNoise => "impulse_noise",
-            Self::DefocusBlur => "defocus_blur",
-            Self::GlassBlur => "glass_blur",
-            Self::MotionBlur => "motion_blur",
-            Self::ZoomBlur => "zoom_blur",
-            Self::Snow => "snow",
-            Self::Fog => "fog",
-            Self::Brightness => "brightness",
-            Self::Contrast => "contrast",
-            Self::ElasticTransform => "elastic_transform",
-            Self::Pixelate => "pixelate",
-            Self::JpegCompression => "jpeg_compression",
-        }
-    }
-
-    /// Apply at `severity` (1..=5) to one `[C, H, W]` image in [0, 1]; `seed` and `index` (the
-    /// sample's index) fix the random draws.
-    ///
-    /// # Panics
-    /// When `severity` is not in 1..=5 or `image.len()` does not match `shape` (contracts; use
-    /// [`parse_severities`] on user input).
-    pub fn apply(
-        self,
-        image: &[f32],
-        shape: [usize; 3],
-        severity: u8,
-        seed: u64,
-        index: u64,
-    ) -> Vec<f32> {
-        assert!(
-            (1..=5).contains(&severity),
-            "corruption severity {severity} not in 1..=5"
-        );
-        assert_eq!(
-            image.len(),
-            shape.iter().product::<usize>(),
-            "image length does not match shape {shape:?}"
-        );
-        let s = (severity - 1) as usize;
-        let mut rng = Rng::from_keys(&[seed, index, 0xC0_22 + self as u64]);
-        let img = Img {
-            data: image.to_vec(),
-            c: shape[0],
-            h: shape[1],
-            w: shape[2],
-        };
-        let mut out = match self {
-            Self::GaussianNoise => gaussian_noise(img, [0.04, 0.06, 0.08, 0.09, 0.10][s], &mut rng),
-            Self::ShotNoise => shot_noise(img, [500.0, 250.0, 100.0, 75.0, 50.0][s], &mut rng),
-            Self::ImpulseNoise => impulse_noise(img, [0.01, 0.02, 0.03, 0.05, 0.07][s], &mut rng),
-            Self::DefocusBlur => defocus_blur(
-                img,
-                [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1)][s],
-            ),
-            Self::GlassBlur => glass_blur(
-                img,
-                [
-                    (0.7, 1, 2),
-                    (0.9, 2, 1),
-                    (1.0, 2, 3),
-                    (1.1, 3, 2),
-                    (1.5, 4, 2),
-                ][s],
-                &mut rng,
-            ),
-            Self::MotionBlur => {
-                let angle = rng.range_f32(-45.0, 45.0);
-                motion_blur(
-                    img,
-                    [
-                        (10.0, 1.0),
-                        (10.0, 1.5),
-                        (10.0, 2.0),
-                        (10.0, 2.5),
-                        (12.0, 3.0),
-                    ][s],
-                    angle,
-                )
-            }
-            Self::ZoomBlur => zoom_blur(img, [0.06, 0.11, 0.16, 0.21, 0.26][s]),
-            Self::Snow => snow(
-                img,
-                [
-                    (0.1, 0.2, 1.0, 0.6, 8.0, 3.0, 0.95),
-                    (0.1, 0.2, 1.0, 0.5, 10.0, 4.0, 0.9),
-                    (0.15, 0.3, 1.75, 0.55, 10.0, 4.0, 0.9),
-                    (0.25, 0.3, 2.25, 0.6, 12.0, 6.0, 0.85),
-                    (0.3, 0.3, 1.25, 0.65, 14.0, 12.0, 0.8),
-                ][s],
-                &mut rng,
-            ),
-            Self::Fog => fog(
-                img,
-                [(0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)][s],
-                &mut rng,
-            ),
-            Self::Brightness => brightness(img, [0.05, 0.1, 0.15, 0.2, 0.3][s]),
-            Self::Contrast => contrast(img, [0.75, 0.5, 0.4, 0.3, 0.15][s]),
-            Self::ElasticTransform => elastic(img, [0.5, 1.0, 1.5, 2.0, 2.5][s], &mut rng),
-            Self::Pixelate => pixelate(img, [0.95, 0.9, 0.85, 0.75, 0.65][s]),
-            Self::JpegCompression => jpeg(img, [80, 65, 58, 50, 40][s]),
-        };
-        for v in &mut out {
-            *v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-        }
-        out
-    }
-}
-
-impl std::fmt::Display for Corruption {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Corruption {
-    type Err = DataError;
-    fn from_str(s: &str) -> Result<Self> {
-        let key = s.replace('-', "_");
-        Self::ALL
-            .into_iter()
-            .find(|c| {
-                c.name() == key
-                    || (key == "elastic" && *c == Self::ElasticTransform)
-                    || (key == "jpeg" && *c == Self::JpegCompression)
-            })
-            .ok_or_else(|| {
-                DataError::Invalid(format!(
-                    "unknown corruption {s:?}: expected one of {}",
-                    Self::ALL.map(|c| c.name()).join(", ")
-                ))
-            })
-    }
-}
-
-/// Parse a severity list such as `1,3,5` or `1-5`.
-///
-/// # Errors
-/// On anything outside 1..=5 or malformed.
-pub fn parse_severities(s: &str) -> Result<Vec<u8>> {
-    let bad = || {
-        DataError::Invalid(format!(
-            "severities {s:?}: expected numbers in 1..=5 like \"1,3,5\" or \"1-5\""
-        ))
-    };
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (
-                a.trim().parse::<u8>().map_err(|_| bad())?,
-                b.trim().parse::<u8>().map_err(|_| bad())?,
-            ),
-            None => {
-                let v = part.parse::<u8>().map_err(|_| bad())?;
-                (v, v)
-            }
-        };
-        if !(1..=5).contains(&a) || !(1..=5).contains(&b) || a > b {
-            return Err(bad());
-        }
-        out.extend(a..=b);
-    }
-    out.sort_unstable();
-    out.dedup();
-    if out.is_empty() {
-        return Err(bad());
-    }
-    Ok(out)
-}
-
-// ---------------------------------------------------------------------------------------------
-// image helpers
-
-struct Img {
-    data: Vec<f32>,
-    c: usize,
-    h: usize,
-    w: usize,
+/// A `[C, H, W]` image in [0, 1].
+pub(super) struct Img {
+    pub(super) data: Vec<f32>,
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
 }
 
 impl Img {
@@ -287,7 +37,7 @@ impl Img {
     }
 }
 
-fn gaussian_kernel(sigma: f32) -> Vec<f32> {
+pub(super) fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     let r = (3.0 * sigma).ceil().max(1.0) as isize;
     let k: Vec<f32> = (-r..=r)
         .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
@@ -297,7 +47,7 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
 }
 
 /// Separable Gaussian blur of a `[planes, h, w]` buffer with edge clamping.
-fn blur_planes(data: &mut [f32], h: usize, w: usize, sigma: f32) {
+pub(super) fn blur_planes(data: &mut [f32], h: usize, w: usize, sigma: f32) {
     if sigma <= 0.0 {
         return;
     }
@@ -334,7 +84,7 @@ fn blur_planes(data: &mut [f32], h: usize, w: usize, sigma: f32) {
 }
 
 /// Convolve every channel with a `(2r+1)^2` kernel, edge clamping.
-fn convolve(img: &Img, kernel: &[f32], r: usize) -> Img {
+pub(super) fn convolve(img: &Img, kernel: &[f32], r: usize) -> Img {
     let size = 2 * r + 1;
     let mut out = img.like();
     for k in 0..img.c {
@@ -364,7 +114,7 @@ fn convolve(img: &Img, kernel: &[f32], r: usize) -> Img {
 // ---------------------------------------------------------------------------------------------
 // the corruptions
 
-fn gaussian_noise(mut img: Img, sigma: f32, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn gaussian_noise(mut img: Img, sigma: f32, rng: &mut Rng) -> Vec<f32> {
     for v in &mut img.data {
         *v += sigma * rng.normal();
     }
@@ -373,7 +123,7 @@ fn gaussian_noise(mut img: Img, sigma: f32, rng: &mut Rng) -> Vec<f32> {
 
 /// Poisson(x·λ)/λ, drawn by inverting the CDF with one uniform per pixel (so the draw is a
 /// monotone function of the same uniform at every severity).
-fn shot_noise(mut img: Img, lam: f32, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn shot_noise(mut img: Img, lam: f32, rng: &mut Rng) -> Vec<f32> {
     for v in &mut img.data {
         let u = rng.uniform_f64();
         let mean = (v.max(0.0) * lam) as f64;
@@ -398,7 +148,7 @@ fn shot_noise(mut img: Img, lam: f32, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// Inverse error function (Giles 2010 single-precision approximation, adequate for sampling).
-fn inverse_erf(x: f64) -> f64 {
+pub(super) fn inverse_erf(x: f64) -> f64 {
     let x = x.clamp(-0.999_999, 0.999_999);
     let w = -((1.0 - x) * (1.0 + x)).ln();
     let p = if w < 5.0 {
@@ -437,7 +187,7 @@ fn inverse_erf(x: f64) -> f64 {
     p * x
 }
 
-fn impulse_noise(mut img: Img, amount: f32, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn impulse_noise(mut img: Img, amount: f32, rng: &mut Rng) -> Vec<f32> {
     for v in &mut img.data {
         let (u, salt) = (rng.uniform(), rng.uniform());
         if u < amount {
@@ -447,7 +197,7 @@ fn impulse_noise(mut img: Img, amount: f32, rng: &mut Rng) -> Vec<f32> {
     img.data
 }
 
-fn defocus_blur(img: Img, (radius, alias_blur): (f32, f32)) -> Vec<f32> {
+pub(super) fn defocus_blur(img: Img, (radius, alias_blur): (f32, f32)) -> Vec<f32> {
     let r = (radius.ceil() as usize) + (3.0 * alias_blur).ceil() as usize;
     let size = 2 * r + 1;
     let mut k = vec![0.0f32; size * size];
@@ -466,7 +216,7 @@ fn defocus_blur(img: Img, (radius, alias_blur): (f32, f32)) -> Vec<f32> {
 }
 
 /// Gaussian blur of a small square kernel with zero padding (so the kernel's mass spreads).
-fn blur_zero_padded(k: &mut [f32], size: usize, sigma: f32) {
+pub(super) fn blur_zero_padded(k: &mut [f32], size: usize, sigma: f32) {
     let g = gaussian_kernel(sigma);
     let gr = (g.len() / 2) as isize;
     let src = k.to_vec();
@@ -498,7 +248,7 @@ fn blur_zero_padded(k: &mut [f32], size: usize, sigma: f32) {
     }
 }
 
-fn glass_blur(
+pub(super) fn glass_blur(
     mut img: Img,
     (sigma, max_delta, iterations): (f32, usize, usize),
     rng: &mut Rng,
@@ -531,7 +281,7 @@ fn glass_blur(
 }
 
 /// One-sided Gaussian streak of `radius` pixels at `angle` degrees (ImageMagick motion blur).
-fn streak(img: &Img, radius: f32, sigma: f32, angle_deg: f32) -> Img {
+pub(super) fn streak(img: &Img, radius: f32, sigma: f32, angle_deg: f32) -> Img {
     let n = radius.round().max(1.0) as usize;
     let weights: Vec<f32> = (0..n)
         .map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp())
@@ -553,11 +303,11 @@ fn streak(img: &Img, radius: f32, sigma: f32, angle_deg: f32) -> Img {
     out
 }
 
-fn motion_blur(img: Img, (radius, sigma): (f32, f32), angle: f32) -> Vec<f32> {
+pub(super) fn motion_blur(img: Img, (radius, sigma): (f32, f32), angle: f32) -> Vec<f32> {
     streak(&img, radius, sigma, angle).data
 }
 
-fn zoom(img: &Img, z: f32) -> Img {
+pub(super) fn zoom(img: &Img, z: f32) -> Img {
     let mut out = img.like();
     let (cy, cx) = ((img.h as f32 - 1.0) / 2.0, (img.w as f32 - 1.0) / 2.0);
     for k in 0..img.c {
@@ -571,7 +321,7 @@ fn zoom(img: &Img, z: f32) -> Img {
     out
 }
 
-fn zoom_blur(img: Img, max_extra: f32) -> Vec<f32> {
+pub(super) fn zoom_blur(img: Img, max_extra: f32) -> Vec<f32> {
     let steps = (max_extra / 0.01).round() as usize; // arange(1, 1 + max_extra, 0.01)
     let mut acc = img.data.clone();
     for i in 0..steps {
@@ -582,7 +332,7 @@ fn zoom_blur(img: Img, max_extra: f32) -> Vec<f32> {
     acc
 }
 
-fn gray(img: &Img) -> Vec<f32> {
+pub(super) fn gray(img: &Img) -> Vec<f32> {
     let hw = img.h * img.w;
     if img.c == 3 {
         (0..hw)
@@ -594,7 +344,7 @@ fn gray(img: &Img) -> Vec<f32> {
 }
 
 #[allow(clippy::type_complexity)]
-fn snow(
+pub(super) fn snow(
     img: Img,
     (loc, scale, zoom_f, thr, radius, sigma, blend): (f32, f32, f32, f32, f32, f32, f32),
     rng: &mut Rng,
@@ -630,7 +380,7 @@ fn snow(
 }
 
 /// Diamond-square plasma fractal in [0, 1] (the ImageNet-C `plasma_fractal`).
-fn plasma(mapsize: usize, decay: f32, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn plasma(mapsize: usize, decay: f32, rng: &mut Rng) -> Vec<f32> {
     let n = mapsize;
     let mut m = vec![0.0f32; n * n];
     let mut step = n;
@@ -673,7 +423,7 @@ fn plasma(mapsize: usize, decay: f32, rng: &mut Rng) -> Vec<f32> {
     m.into_iter().map(|v| (v - lo) / span).collect()
 }
 
-fn fog(img: Img, (strength, decay): (f32, f32), rng: &mut Rng) -> Vec<f32> {
+pub(super) fn fog(img: Img, (strength, decay): (f32, f32), rng: &mut Rng) -> Vec<f32> {
     let max_val = img.data.iter().cloned().fold(0.0f32, f32::max);
     let size = img.h.max(img.w).next_power_of_two().max(32);
     let p = plasma(size, decay, rng);
@@ -690,7 +440,7 @@ fn fog(img: Img, (strength, decay): (f32, f32), rng: &mut Rng) -> Vec<f32> {
     out
 }
 
-fn brightness(img: Img, c: f32) -> Vec<f32> {
+pub(super) fn brightness(img: Img, c: f32) -> Vec<f32> {
     let hw = img.h * img.w;
     let mut out = img.data.clone();
     if img.c != 3 {
@@ -712,7 +462,7 @@ fn brightness(img: Img, c: f32) -> Vec<f32> {
     out
 }
 
-fn contrast(img: Img, c: f32) -> Vec<f32> {
+pub(super) fn contrast(img: Img, c: f32) -> Vec<f32> {
     let hw = img.h * img.w;
     let mut out = img.data.clone();
     for plane in out.chunks_exact_mut(hw) {
@@ -722,7 +472,7 @@ fn contrast(img: Img, c: f32) -> Vec<f32> {
     out
 }
 
-fn elastic(img: Img, alpha_per_32: f32, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn elastic(img: Img, alpha_per_32: f32, rng: &mut Rng) -> Vec<f32> {
     let (h, w) = (img.h, img.w);
     let scale = h.max(w) as f32 / 32.0;
     let mut field: Vec<f32> = (0..2 * h * w).map(|_| rng.range_f32(-1.0, 1.0)).collect();
@@ -746,7 +496,7 @@ fn elastic(img: Img, alpha_per_32: f32, rng: &mut Rng) -> Vec<f32> {
 
 /// Area-weighted (box) resampling weights from `n` source pixels to `m` output pixels:
 /// output `o` covers source interval `[o·n/m, (o+1)·n/m)`, each source pixel weighted by overlap.
-fn box_weights(n: usize, m: usize) -> Vec<Vec<(usize, f32)>> {
+pub(super) fn box_weights(n: usize, m: usize) -> Vec<Vec<(usize, f32)>> {
     let scale = n as f32 / m as f32;
     (0..m)
         .map(|o| {
@@ -762,7 +512,7 @@ fn box_weights(n: usize, m: usize) -> Vec<Vec<(usize, f32)>> {
 }
 
 /// PIL-style BOX down-sampling to `c`·size, then BOX (nearest-centre) up-sampling back.
-fn pixelate(img: Img, c: f32) -> Vec<f32> {
+pub(super) fn pixelate(img: Img, c: f32) -> Vec<f32> {
     let (h, w) = (img.h, img.w);
     let (sh, sw) = (
         ((h as f32 * c) as usize).max(1),
@@ -796,7 +546,7 @@ fn pixelate(img: Img, c: f32) -> Vec<f32> {
     out.data
 }
 
-fn jpeg(img: Img, quality: u8) -> Vec<f32> {
+pub(super) fn jpeg(img: Img, quality: u8) -> Vec<f32> {
     use image::ImageEncoder;
     let (h, w, hw) = (img.h, img.w, img.h * img.w);
     let (bytes, color) = if img.c == 3 {
@@ -848,271 +598,9 @@ fn jpeg(img: Img, quality: u8) -> Vec<f32> {
     out
 }
 
-// ---------------------------------------------------------------------------------------------
-// materialized "-C" sets
-
-/// Corrupt one `u8` sample of a dataset and quantize back to `u8`.
-pub fn corrupt_u8(
-    c: Corruption,
-    image: &[u8],
-    shape: [usize; 3],
-    severity: u8,
-    seed: u64,
-    index: u64,
-) -> Vec<u8> {
-    let f: Vec<f32> = image.iter().map(|&p| p as f32 / 255.0).collect();
-    c.apply(&f, shape, severity, seed, index)
-        .into_iter()
-        .map(|v| (v * 255.0).round() as u8)
-        .collect()
-}
-
-/// Corrupt every sample of a dataset (samples in parallel over `threads` threads).
-pub fn corrupt_dataset(
-    data: &ImageDataset,
-    c: Corruption,
-    severity: u8,
-    seed: u64,
-    threads: usize,
-) -> Result<ImageDataset> {
-    if !(1..=5).contains(&severity) {
-        return Err(DataError::Invalid(format!(
-            "severity {severity} not in 1..=5"
-        )));
-    }
-    let n = data.num_samples();
-    let per = data.image_len();
-    let shape = data.shape();
-    let mut pixels = vec![0u8; n * per];
-    let threads = threads.max(1);
-    let chunk = n.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for (t, out) in pixels.chunks_mut(chunk * per).enumerate() {
-            s.spawn(move || {
-                for (j, dst) in out.chunks_exact_mut(per).enumerate() {
-                    let i = t * chunk + j;
-                    dst.copy_from_slice(&corrupt_u8(
-                        c,
-                        &data.image(i),
-                        shape,
-                        severity,
-                        seed,
-                        i as u64,
-                    ));
-                }
-            });
-        }
-    });
-    ImageDataset::new(shape, pixels, data.labels().to_vec(), data.num_classes())
-}
-
-/// One materialized corruption/severity.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CorruptedEntry {
-    /// The corruption.
-    pub corruption: Corruption,
-    /// Its severity.
-    pub severity: u8,
-    /// Number of images.
-    pub count: usize,
-    /// SHA-256 of the image file.
-    pub sha256: String,
-    /// Mean absolute pixel change against the clean images, in [0, 1] units.
-    pub mean_abs_change: f32,
-}
-
-/// The manifest of a materialized "-C" directory.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CorruptedManifest {
-    /// Seed used.
-    pub seed: u64,
-    /// `[C, H, W]`.
-    pub shape: [usize; 3],
-    /// Number of classes.
-    pub num_classes: usize,
-    /// One entry per (corruption, severity).
-    pub entries: Vec<CorruptedEntry>,
-}
-
-const MANIFEST: &str = "manifest.txt";
-const LABELS: &str = "labels-idx1-ubyte";
-
-fn images_path(dir: &Path, c: Corruption, severity: u8) -> PathBuf {
-    dir.join(c.name())
-        .join(severity.to_string())
-        .join("images-idx-ubyte")
-}
-
-/// Write a "-C" set: `<out>/labels-idx1-ubyte`, `<out>/<corruption>/<severity>/images-idx-ubyte`
-/// (IDX, `[N, H, W]` or `[N, C, H, W]`) and `<out>/manifest.txt` (written last, listing the
-/// SHA-256 of every image file). Every file is placed atomically.
-pub fn materialize_corrupted(
-    data: &ImageDataset,
-    corruptions: &[Corruption],
-    severities: &[u8],
-    seed: u64,
-    out: &Path,
-    threads: usize,
-) -> Result<CorruptedManifest> {
-    let n = data.num_samples();
-    let labels: Vec<u8> = data.labels().iter().map(|&l| l as u8).collect();
-    if data.num_classes() > 256 {
-        return Err(DataError::Invalid(format!(
-            "{}: idx labels are bytes; {} classes do not fit",
-            out.display(),
-            data.num_classes()
-        )));
-    }
-    write_idx(&out.join(LABELS), &[n], &labels)?;
-    let [c, h, w] = data.shape();
-    let dims: Vec<usize> = if c == 1 {
-        vec![n, h, w]
-    } else {
-        vec![n, c, h, w]
-    };
-    let mut entries = Vec::new();
-    for &corruption in corruptions {
-        for &severity in severities {
-            let cd = corrupt_dataset(data, corruption, severity, seed, threads)?;
-            let path = images_path(out, corruption, severity);
-            write_idx(&path, &dims, cd.pixels())?;
-            let file = std::fs::read(&path).map_err(io_err(&path))?;
-            let mad = cd
-                .pixels()
-                .iter()
-                .zip(data.pixels())
-                .map(|(a, b)| (*a as f32 - *b as f32).abs())
-                .sum::<f32>()
-                / (255.0 * data.pixels().len().max(1) as f32);
-            tracing::info!(
-                corruption = corruption.name(),
-                severity,
-                mean_abs_change = mad,
-                "materialized"
-            );
-            entries.push(CorruptedEntry {
-                corruption,
-                severity,
-                count: n,
-                sha256: hex(&Sha256::digest(&file)),
-                mean_abs_change: mad,
-            });
-        }
-    }
-    let m = CorruptedManifest {
-        seed,
-        shape: data.shape(),
-        num_classes: data.num_classes(),
-        entries,
-    };
-    crate::fetch::write_atomic(&out.join(MANIFEST), manifest_text(&m).as_bytes())?;
-    Ok(m)
-}
-
-fn manifest_text(m: &CorruptedManifest) -> String {
-    let mut s = format!(
-        "advsoup-c 1\nseed {}\nshape {} {} {}\nclasses {}\n",
-        m.seed, m.shape[0], m.shape[1], m.shape[2], m.num_classes
-    );
-    for e in &m.entries {
-        s += &format!(
-            "{} {} {} {} {}\n",
-            e.corruption.name(),
-            e.severity,
-            e.count,
-            e.sha256,
-            e.mean_abs_change
-        );
-    }
-    s
-}
-
-/// Read `<dir>/manifest.txt`.
-pub fn read_manifest(dir: &Path) -> Result<CorruptedManifest> {
-    let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let bad = |line: usize, what: &str| DataError::Format {
-        path: path.clone(),
-        what: format!("line {line}: expected {what}"),
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.first() != Some(&"advsoup-c 1") {
-        return Err(bad(1, "\"advsoup-c 1\""));
-    }
-    let field = |i: usize, key: &str| -> Result<Vec<usize>> {
-        let l = lines
-            .get(i)
-            .and_then(|l| l.strip_prefix(key))
-            .ok_or_else(|| bad(i + 1, key))?;
-        l.split_whitespace()
-            .map(|t| t.parse::<usize>().map_err(|_| bad(i + 1, key)))
-            .collect()
-    };
-    let seed = lines
-        .get(1)
-        .and_then(|l| l.strip_prefix("seed "))
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .ok_or_else(|| bad(2, "seed <u64>"))?;
-    let shape = field(2, "shape ")?;
-    let classes = field(3, "classes ")?;
-    let (Ok(shape), [num_classes]) = (<[usize; 3]>::try_from(shape), classes.as_slice()) else {
-        return Err(bad(3, "shape <c> <h> <w> and classes <k>"));
-    };
-    let mut entries = Vec::new();
-    for (i, l) in lines.iter().enumerate().skip(4) {
-        let t: Vec<&str> = l.split_whitespace().collect();
-        let what = "<corruption> <severity> <count> <sha256> <mean abs change>";
-        let [name, sev, count, sha, mad] = t.as_slice() else {
-            return Err(bad(i + 1, what));
-        };
-        entries.push(CorruptedEntry {
-            corruption: name.parse().map_err(|_| bad(i + 1, what))?,
-            severity: sev.parse().map_err(|_| bad(i + 1, what))?,
-            count: count.parse().map_err(|_| bad(i + 1, what))?,
-            sha256: sha.to_string(),
-            mean_abs_change: mad.parse().map_err(|_| bad(i + 1, what))?,
-        });
-    }
-    Ok(CorruptedManifest {
-        seed,
-        shape,
-        num_classes: *num_classes,
-        entries,
-    })
-}
-
-/// Load one corruption/severity of a materialized "-C" set, verifying its SHA-256 against the
-/// manifest.
-pub fn load_corrupted(dir: &Path, corruption: Corruption, severity: u8) -> Result<ImageDataset> {
-    let m = read_manifest(dir)?;
-    let path = images_path(dir, corruption, severity);
-    let entry = m
-        .entries
-        .iter()
-        .find(|e| e.corruption == corruption && e.severity == severity)
-        .ok_or_else(|| DataError::Format {
-            path: dir.join(MANIFEST),
-            what: format!("no entry for {} severity {severity}", corruption.name()),
-        })?;
-    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-    let found = hex(&Sha256::digest(&bytes));
-    if found != entry.sha256 {
-        return Err(DataError::Checksum {
-            path,
-            expected: entry.sha256.clone(),
-            found,
-        });
-    }
-    let _ = read_idx; // the pair loader below re-reads and validates the header
-    load_idx_pair(&path, &dir.join(LABELS), m.num_classes)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Corruption;
     use super::*;
 
     /// A gradient plus smoothed random texture (not periodic, like a natural image), in (0, 1).
@@ -1197,51 +685,5 @@ mod tests {
             proptest::prop_assert!(y.iter().all(|v| (0.0..=1.0).contains(v)));
             proptest::prop_assert_eq!(y, c.apply(&x, shape, severity, seed, 0));
         }
-    }
-
-    #[test]
-    fn names_and_severities_parse() {
-        for c in Corruption::ALL {
-            assert_eq!(c.name().parse::<Corruption>().expect("name"), c);
-        }
-        assert!("frost".parse::<Corruption>().is_err());
-        assert_eq!(parse_severities("1-3,5").expect("sev"), vec![1, 2, 3, 5]);
-        assert!(parse_severities("0").is_err());
-        assert!(parse_severities("2-6").is_err());
-        assert!(parse_severities("x").is_err());
-    }
-
-    #[test]
-    fn materialize_and_load_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = crate::dataset::tests::toy(6, [3, 8, 8], 3, 4);
-        let cs = [Corruption::Contrast, Corruption::ShotNoise];
-        let m = materialize_corrupted(&data, &cs, &[1, 5], 1, dir.path(), 2).expect("materialize");
-        assert_eq!(m.entries.len(), 4);
-        assert_eq!(
-            read_manifest(dir.path()).expect("manifest").entries.len(),
-            4
-        );
-        let back = load_corrupted(dir.path(), Corruption::ShotNoise, 5).expect("load");
-        assert_eq!(back.labels(), data.labels());
-        assert_eq!(
-            back,
-            corrupt_dataset(&data, Corruption::ShotNoise, 5, 1, 1).expect("corrupt")
-        );
-        assert_ne!(back.pixels(), data.pixels());
-        // Tampering is caught by the checksum.
-        let p = images_path(dir.path(), Corruption::Contrast, 1);
-        let mut bytes = std::fs::read(&p).expect("read");
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        std::fs::write(&p, bytes).expect("write");
-        let e = load_corrupted(dir.path(), Corruption::Contrast, 1)
-            .expect_err("tampered")
-            .to_string();
-        assert!(
-            e.contains("images-idx-ubyte") && e.contains("sha-256 mismatch"),
-            "{e}"
-        );
-        assert!(load_corrupted(dir.path(), Corruption::Fog, 1).is_err());
     }
 }
