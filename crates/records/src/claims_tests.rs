@@ -1,47 +1,7 @@
 //! One test per claim rule: made-up rows that yield each verdict the rule can give.
 
-use std::path::PathBuf;
-
 use super::*;
-use crate::adapter_sweep::ShiftSoupResult;
-
-fn row(name: &str, clean: f64, robust: f64, apgd: f64, params: usize) -> RowResult {
-    RowResult {
-        name: name.into(),
-        label: name.into(),
-        regime: if ["nominal", "adversarial"].contains(&name) {
-            name.into()
-        } else {
-            "co_training".into()
-        },
-        adapter: name.into(),
-        has_adapter: !["nominal", "adversarial", "none"].contains(&name),
-        params_per_domain: params,
-        total_params: 1000,
-        clean_acc: clean,
-        n_clean: 10_000,
-        robust_acc_pgd20: robust,
-        n_robust_pgd20: 1000,
-        final_attack: "pgd-20".into(),
-        robust_acc_apgd_ce: apgd,
-        n_robust_apgd: 500,
-        mean_corruption_acc: 0.6,
-        mean_soup_acc: 0.65,
-        soup_beats_both: 1,
-        shifts: vec![ShiftSoupResult {
-            shift: "contrast:3".into(),
-            chosen_beta: 0.5,
-            soup_acc: 0.65,
-            clean_mode_acc: 0.6,
-            robust_mode_acc: 0.5,
-            n_test: 1000,
-        }],
-        train_seconds: 10.0,
-        sweep_seconds: 1.0,
-        run_dir: PathBuf::from("r"),
-        soup_json: PathBuf::from("r/soup/soup.json"),
-    }
-}
+use crate::testing::row;
 
 /// nominal, adversarial, none, cls_token, bias: every claim holds.
 fn rows() -> Vec<RowResult> {

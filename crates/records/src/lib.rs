@@ -31,6 +31,8 @@ pub mod claims;
 pub mod params;
 pub mod run;
 pub mod soup;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 

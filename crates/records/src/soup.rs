@@ -282,48 +282,7 @@ mod tests {
     use super::*;
 
     fn sweep() -> SoupSweep {
-        let recipe = |beta| Recipe {
-            adapter_sha256: "ab".into(),
-            model_sha256: "cd".into(),
-            beta,
-        };
-        let row = |beta: f32, c: f64, r: f64| SoupRow {
-            beta,
-            clean_acc: c,
-            robust_acc: r,
-            attacks: vec![
-                NamedAcc {
-                    name: "pgd-10".into(),
-                    acc: r + 0.01,
-                },
-                NamedAcc {
-                    name: "apgd-ce".into(),
-                    acc: r,
-                },
-            ],
-            shifts: vec![NamedAcc {
-                name: "contrast".into(),
-                acc: 0.5 * c,
-            }],
-            forward_passes: 1234,
-            recipe: recipe(beta),
-        };
-        SoupSweep {
-            model: "m".into(),
-            dataset: "d/test".into(),
-            model_sha256: "cd".into(),
-            adapter_sha256: "ab".into(),
-            threat_model: ThreatModel::Linf,
-            eps: 0.1,
-            seed: 0,
-            n_clean: 10,
-            n_robust: 5,
-            n_shift: 10,
-            severity: 3,
-            attacks: vec![],
-            rows: vec![row(0.0, 0.8, 0.6), row(0.5, 0.85, 0.5), row(1.0, 0.9, 0.1)],
-            wall_seconds: 1.0,
-        }
+        crate::testing::soup_sweep()
     }
 
     #[test]

@@ -1,7 +1,5 @@
-//! Tiny model and data for this crate's tests (28x28 grey images, 10 classes, embed_dim 16).
-//!
-//! [`tiny_data`] is the same function as `advsoup_data::testing::tiny_data` (feature
-//! `test-support`, on the `data` branch); once that lands here, use it instead of this copy.
+//! Tiny model for this crate's tests (28x28 grey images, 10 classes, embed_dim 16); the data is
+//! the shared fixture, `advsoup_data::testing::tiny_data`.
 
 use advsoup_adapters::{AdaptedVit, AdaptedVitConfig, AdapterKind, Mode};
 use advsoup_data::ImageDataset;
@@ -36,28 +34,7 @@ pub(crate) fn tiny_model(device: &Device<Flex>) -> AdaptedVit<Flex> {
     model
 }
 
-/// `n` images with class-dependent brightness plus noise (a deterministic LCG by `seed`).
-pub(crate) fn tiny_data(n: usize, seed: u64) -> ImageDataset {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 33) as u32
-    };
-    let labels: Vec<u32> = (0..n).map(|i| (i % 10) as u32).collect();
-    let pixels: Vec<u8> = labels
-        .iter()
-        .flat_map(|&l| {
-            // Class-dependent brightness plus noise: a learnable-looking toy set.
-            let base = 20 * l;
-            (0..28 * 28)
-                .map(|_| (base + next() % 60).min(255) as u8)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ImageDataset::new([1, 28, 28], pixels, labels, 10).expect("tiny dataset")
-}
+pub(crate) use advsoup_data::testing::tiny_data;
 
 /// `data` relabelled with `model`'s predictions in `mode` (so that mode scores 100%).
 pub(crate) fn labelled_by(

@@ -93,11 +93,9 @@ pub(super) fn exists(p: &Path) -> bool {
     p.is_file()
 }
 
-/// Writes `bytes` to `path` through a temporary file, so a reader never sees half a file.
+/// Writes `bytes` to `path` with the project's one atomic write ([`advsoup_io::write_atomic`]).
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    Ok(advsoup_io::write_atomic(path, bytes)?)
 }
 
 /// Trains, sweeps β, selects β per shift and counts the parameters of one row, skipping each
