@@ -5,7 +5,7 @@
 use std::error::Error;
 
 use advsoup_adapters::{AdaptedVit, AdaptedVitConfig, AdapterKind, Mode, Route};
-use advsoup_attacks::{PgdConfig, ThreatModel};
+use advsoup_attacks::{Attack, PgdConfig, ThreatModel};
 use advsoup_vit::VitConfig;
 use advsoup_vit::burn::backend::{Autodiff, Flex};
 use advsoup_vit::burn::module::AutodiffModule;
@@ -112,13 +112,102 @@ fn data_and_io(dir: &std::path::Path) -> Result<()> {
     advsoup_data::idx::write_idx(&labels, &[4], &[0, 1, 2, 1])?;
     let data = advsoup_data::idx::load_idx_pair(&images, &labels, 3)?;
     assert_eq!((data.num_samples(), data.labels()), (4, &[0, 1, 2, 1][..]));
-    println!("data: read {} IDX images of {:?}", data.num_samples(), data.shape());
+    println!(
+        "data: read {} IDX images of {:?}",
+        data.num_samples(),
+        data.shape()
+    );
 
     let path = dir.join("note.txt");
     advsoup_io::write_atomic(&path, b"abc")?;
     let hash = advsoup_io::sha256_file(&path)?;
     assert_eq!(hash, advsoup_io::sha256_hex(b"abc"));
     println!("io: atomic write, sha256 {}", &hash[..12]);
+    Ok(())
+}
+
+/// eval: one evaluation job (PGD-2 on the robust mode) over a small dataset.
+fn eval() -> Result<()> {
+    let device = Default::default();
+    let model = adapted(&device)?.valid();
+    let data = advsoup_data::ImageDataset::new([1, 8, 8], vec![100; 4 * 64], vec![0, 1, 2, 0], 3)?;
+    let evaluator = advsoup_attacks::Evaluator::preset("pgd-2", ThreatModel::Linf, 0.1, 0)?;
+    let report = advsoup_eval::EvalJob::new(evaluator, Mode::Adversarial)
+        .batch_size(2)
+        .run::<AD>(&model, &data, &device)
+        .ok_or("no samples evaluated")?;
+    assert!(report.robust_accuracy <= report.clean_accuracy);
+    println!(
+        "eval: clean {:.2} robust {:.2} on {} samples",
+        report.clean_accuracy, report.robust_accuracy, report.n
+    );
+    Ok(())
+}
+
+/// train: two co-training steps on synthetic images; records: its final.json read back typed.
+fn train_and_records(dir: &std::path::Path) -> Result<()> {
+    let text = r#"
+name = "outside"
+seed = 1
+regime = "co_training"
+[model]
+preset = "vit_mini_patch4_28"
+adapter = "cls_token"
+patch_size = 7
+embed_dim = 16
+depth = 1
+num_heads = 2
+[data]
+dataset = "fashion-mnist"
+held_out = 4
+workers = 0
+[attack.train]
+eps = 0.1
+num_steps = 1
+step_size = 0.1
+[attack.eval]
+eps = 0.1
+num_steps = 1
+step_size = 0.1
+[optim]
+epochs = 1
+batch_size = 4
+lr = 1e-3
+[eval]
+held_out_robust = 2
+test_robust = 2
+test_attack = "pgd-2"
+batch_size = 4
+"#;
+    let config = advsoup_train::TrainConfig::parse(text, "outside.toml".as_ref(), &[])?;
+    let images = |n: usize| {
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+        let pixels = (0..n * 28 * 28).map(|i| (i % 7 * 30) as u8).collect();
+        advsoup_data::ImageDataset::new([1, 28, 28], pixels, labels, 10)
+    };
+    let splits = advsoup_data::Splits::from_train_test(images(12)?, images(4)?, 4, 1)?;
+    let options = advsoup_train::RunOptions::new(dir.join("runs"));
+    let summary = advsoup_train::train::<AD>(&config, &splits, &options, &Default::default())?;
+    let report: advsoup_records::run::FinalReport =
+        advsoup_records::read_json(&summary.dir.join("final.json"))?;
+    println!(
+        "train: {} steps; records: final.json says clean mode {:.2} on {} images",
+        summary.step_losses.len(),
+        report.clean_mode_clean_acc,
+        report.n_clean
+    );
+    Ok(())
+}
+
+/// bench: time a forward pass with the harness's `measure`.
+fn bench() -> Result<()> {
+    let device = Default::default();
+    let model = tiny_vit().try_init::<B>(&device)?;
+    let x = Tensor::<B, 4>::zeros([2, 1, 8, 8], &device);
+    let record = advsoup_bench::measure("forward", 2, 1, 2, || {
+        let _ = model.forward(x.clone()).sum().into_data();
+    });
+    println!("bench: forward {:.0} images/s", record.images_per_s);
     Ok(())
 }
 
@@ -129,6 +218,9 @@ fn main() -> Result<()> {
     attacks()?;
     soup()?;
     data_and_io(dir.path())?;
+    eval()?;
+    train_and_records(dir.path())?;
+    bench()?;
     println!("outside project: every crate imported and called");
     Ok(())
 }
