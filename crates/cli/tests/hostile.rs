@@ -67,6 +67,15 @@ fn foreign_model(path: &Path, vit: VitConfig, adapter: AdapterKind) {
     advsoup_adapters::io::save_model(&model, path).expect("save model");
 }
 
+/// The `vit_mini_patch4_28` preset's weights in timm's layout, as timm writes them: no
+/// safetensors metadata (so no normalization).
+fn timm_file_without_metadata() -> Vec<u8> {
+    let vit = VitConfig::vit_mini_patch4_28().init::<Flex>(&Default::default());
+    let bytes = advsoup_vit::io::timm_bytes(&vit, Path::new("m")).expect("timm bytes");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    safetensors::serialize(st.tensors(), None).expect("serialize")
+}
+
 /// One table row: a command that must fail cleanly.
 struct Row {
     name: &'static str,
@@ -453,6 +462,51 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
             dir,
             cmd,
             needles: strings(&["vit.pt", "not a valid safetensors file"]),
+        });
+    }
+    {
+        // timm weights carry no input normalization: importing them without --mean/--std must
+        // be refused (before, the preset's 0.5 was used silently).
+        let (dir, mut cmd) = row_setup(root, "timm-file-without-normalization");
+        write(&dir.join("timm.safetensors"), &timm_file_without_metadata());
+        cmd.args([
+            "import-timm",
+            "timm.safetensors",
+            "--preset",
+            "vit_mini_patch4_28",
+            "--out",
+            "model.safetensors",
+        ]);
+        rows.push(Row {
+            name: "timm-file-without-normalization",
+            absent: vec![dir.join("model.safetensors")],
+            dir,
+            cmd,
+            needles: strings(&[
+                "timm.safetensors",
+                "does not record its input normalization",
+            ]),
+        });
+    }
+    {
+        let (dir, mut cmd) = row_setup(root, "timm-mean-without-std");
+        write(&dir.join("timm.safetensors"), &timm_file_without_metadata());
+        cmd.args([
+            "import-timm",
+            "timm.safetensors",
+            "--preset",
+            "vit_mini_patch4_28",
+            "--mean",
+            "0.5",
+            "--out",
+            "model.safetensors",
+        ]);
+        rows.push(Row {
+            name: "timm-mean-without-std",
+            absent: vec![dir.join("model.safetensors")],
+            dir,
+            cmd,
+            needles: strings(&["--mean and --std go together"]),
         });
     }
 
