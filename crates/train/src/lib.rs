@@ -71,11 +71,11 @@ pub mod schedule;
 mod shard;
 mod state;
 pub mod step;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod topology;
 mod trainer;
 mod update;
-#[cfg(any(test, feature = "test-support"))]
-pub mod testing;
 
 pub use config::{Regime, TrainConfig};
 pub use data::{class_index, load_data, planned_train_samples};
