@@ -37,17 +37,7 @@ impl ModelHashes {
     }
 }
 
-/// How a soup is made: the model whose two adapters are mixed, and the clean weight β
-/// (φ(β) = β·φ_clean + (1 − β)·φ_adv). Enough to regenerate the soup exactly.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Recipe {
-    /// SHA-256 of the adapter parameters (both domains) the soup mixes.
-    pub adapter_sha256: String,
-    /// SHA-256 of the whole model the adapters belong to.
-    pub model_sha256: String,
-    /// Weight of φ_clean.
-    pub beta: f32,
-}
+pub use advsoup_records::soup::Recipe;
 
 /// One attack's share of a card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

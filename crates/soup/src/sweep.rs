@@ -109,12 +109,7 @@ fn evaluate<AD: AutodiffBackend>(
             mode: format!("soup:{beta}"),
             dataset: p.subject.dataset.to_string(),
             hashes: p.hashes.clone(),
-            // The report card's own recipe type (advsoup-eval's), same fields.
-            recipe: Some(advsoup_eval::report::Recipe {
-                adapter_sha256: recipe.adapter_sha256.clone(),
-                model_sha256: recipe.model_sha256.clone(),
-                beta,
-            }),
+            recipe: Some(recipe.clone()),
         },
         p.clean_set.num_samples(),
         clean_acc,
