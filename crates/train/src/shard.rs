@@ -5,10 +5,10 @@
 //! whole global batch, so a micro-batch's pixels do not depend on how the batch is split.
 
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use advsoup_data::batcher::PreparedBatch;
 use advsoup_data::{ImageBatch, ImageBatcher, ImageDataset, ImageItem};
-use advsoup_io::prefetch::OrderedPool;
 use burn::data::dataset::Dataset;
 use burn::prelude::Backend;
 
@@ -16,7 +16,10 @@ use crate::plan::Plan;
 
 /// Iterator over the steps of one epoch for one peer; each item is the step's micro-batches.
 pub(crate) struct StepIter<B: Backend> {
-    pool: OrderedPool<PreparedBatch>,
+    make: Arc<dyn Fn(usize) -> PreparedBatch + Send + Sync>,
+    receivers: Vec<Receiver<PreparedBatch>>,
+    next_job: usize,
+    jobs: usize,
     accumulation: usize,
     device: B::Device,
 }
@@ -40,7 +43,7 @@ pub(crate) fn epoch_steps<B: Backend>(
     let shards: Arc<Vec<Vec<usize>>> =
         Arc::new((0..a).map(|m| plan.shard_positions(rank, m)).collect());
     let jobs = plan.steps_per_epoch.saturating_sub(skip) * a;
-    let make = move |j: usize| {
+    let make: Arc<dyn Fn(usize) -> PreparedBatch + Send + Sync> = Arc::new(move |j: usize| {
         let step = skip + j / a;
         let base = step * n;
         let items: Vec<ImageItem> = shards[j % a]
@@ -55,12 +58,29 @@ pub(crate) fn epoch_steps<B: Backend>(
             })
             .collect();
         batcher.prepare_keyed(&items, order[base] as u64, n as u64)
-    };
-    // Worker w prepares micro-batches w, w + workers, ...; each at most 2 ahead.
-    let pool = OrderedPool::spawn("advsoup-shard", jobs, workers, 2, make)
-        .unwrap_or_else(|e| panic!("cannot spawn data worker: {e}"));
+    });
+    let workers = workers.min(jobs);
+    let mut receivers = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (tx, rx) = sync_channel::<PreparedBatch>(2);
+        let make = make.clone();
+        std::thread::Builder::new()
+            .name(format!("advsoup-shard-{w}"))
+            .spawn(move || {
+                for j in (w..jobs).step_by(workers) {
+                    if tx.send(make(j)).is_err() {
+                        break; // iterator dropped
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot spawn data worker: {e}"));
+        receivers.push(rx);
+    }
     StepIter {
-        pool,
+        make,
+        receivers,
+        next_job: 0,
+        jobs,
         accumulation: a,
         device,
     }
@@ -70,16 +90,22 @@ impl<B: Backend> Iterator for StepIter<B> {
     type Item = Vec<ImageBatch<B>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.next_job >= self.jobs {
+            return None;
+        }
         let mut out = Vec::with_capacity(self.accumulation);
         for _ in 0..self.accumulation {
-            let j = self.pool.position();
-            let Some(prepared) = self.pool.next() else {
-                break;
+            let j = self.next_job;
+            self.next_job += 1;
+            let prepared = if self.receivers.is_empty() {
+                (self.make)(j)
+            } else {
+                self.receivers[j % self.receivers.len()]
+                    .recv()
+                    .unwrap_or_else(|_| panic!("data worker for micro-batch {j} died (see above)"))
             };
-            let prepared = prepared
-                .unwrap_or_else(|_| panic!("data worker for micro-batch {j} died (see above)"));
             out.push(prepared.into_batch(&self.device));
         }
-        (!out.is_empty()).then_some(out)
+        Some(out)
     }
 }
