@@ -117,12 +117,6 @@ fn parse_betas_arg(s: &str) -> Result<Betas, String> {
     parse_betas(s).map(Betas)
 }
 
-fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
 /// Runs a soup command.
 pub fn run(cmd: SoupCmd) -> Result<()> {
     match cmd {
@@ -162,7 +156,7 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         severity: args.severity,
         seed: args.seed,
         batch_size: config.eval.batch_size,
-        threads: threads(),
+        threads: advsoup_bench::harness::threads(),
     };
     let dataset = format!("{}/test", config.data.dataset.kind());
     println!(
@@ -211,7 +205,7 @@ fn run_select(args: SelectArgs) -> Result<()> {
         n_test: args.n_test.unwrap_or(usize::MAX),
         seed: args.seed,
         batch_size: config.eval.batch_size,
-        threads: threads(),
+        threads: advsoup_bench::harness::threads(),
     };
     let report = advsoup_soup::select::<Flex>(
         &model,
