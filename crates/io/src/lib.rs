@@ -1,5 +1,5 @@
 //! Durable file IO shared by the advsoup crates: one atomic write, one hash, one ordered
-//! prefetch pool.
+//! prefetch pool, one directory lock.
 //!
 //! - [`write_atomic`] writes a file so that a reader (or a process killed half-way) never sees
 //!   a half-written file: a uniquely named temporary file in the target's directory, synced,
@@ -8,6 +8,10 @@
 //! - [`prefetch::OrderedPool`] runs a job over `0..n` on worker threads, a bounded number of
 //!   results ahead, and yields the results in index order (panics come back as values); the
 //!   data loaders of advsoup-data and advsoup-train read their batches through it.
+//!
+//! - [`DirLock`] is the advisory lock on a directory that one process writes (a run, an
+//!   evaluation's output): a second writer is refused with the holder's pid, and a lock left by
+//!   a killed process never blocks.
 //!
 //! What this crate must not do: know any advsoup type, depend on burn, or print. Errors are
 //! `std::io::Error`s; [`PathError`] names the file for callers that report it.
@@ -21,7 +25,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod lock;
 pub mod prefetch;
+
+pub use lock::{DirLock, LockError};
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
