@@ -86,6 +86,9 @@ struct Row {
     needles: Vec<String>,
     /// Paths that must not exist afterwards (outputs that a failed command must not leave).
     absent: Vec<PathBuf>,
+    /// Directories whose files must be byte-identical before and after the command (a run
+    /// that a refused command must leave as it was); the lock file is not compared.
+    unchanged: Vec<PathBuf>,
 }
 
 /// A row's own directory under `root` and an `advsoup` command running in it with a clean
@@ -128,6 +131,7 @@ fn train_row(
     Row {
         name,
         absent: vec![dir.join("runs")],
+        unchanged: vec![],
         dir,
         cmd,
         needles: strings(needles),
@@ -436,6 +440,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         rows.push(Row {
             name,
             absent: vec![dir.join("timm.safetensors")],
+            unchanged: vec![],
             dir,
             cmd,
             needles: strings(&needles),
@@ -459,6 +464,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         rows.push(Row {
             name: "pickle-instead-of-weights",
             absent: vec![marker, dir.join("model.safetensors")],
+            unchanged: vec![],
             dir,
             cmd,
             needles: strings(&["vit.pt", "not a valid safetensors file"]),
@@ -480,6 +486,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         rows.push(Row {
             name: "timm-file-without-normalization",
             absent: vec![dir.join("model.safetensors")],
+            unchanged: vec![],
             dir,
             cmd,
             needles: strings(&[
@@ -504,6 +511,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         rows.push(Row {
             name: "timm-mean-without-std",
             absent: vec![dir.join("model.safetensors")],
+            unchanged: vec![],
             dir,
             cmd,
             needles: strings(&["--mean and --std go together"]),
@@ -520,6 +528,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         rows.push(Row {
             name: "data-dir-under-a-file",
             absent: vec![],
+            unchanged: vec![],
             dir,
             cmd,
             needles: strings(&["file/cache", "Not a directory"]),
@@ -552,6 +561,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         rows.push(Row {
             name: "data-dir-read-only",
             absent: vec![ro.join("mnist")],
+            unchanged: vec![],
             needles: vec![ro.display().to_string(), "Permission denied".into()],
             dir,
             cmd,
@@ -566,13 +576,44 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
     run_table(rows);
 }
 
+/// Every file under `dir` (but the lock file) with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            } else if e.file_name() != ".advsoup.lock" {
+                files.insert(e.path(), std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    files
+}
+
 /// Runs every row, then fails once listing every row that misbehaved.
 fn run_table(rows: Vec<Row>) {
     let mut failures = Vec::new();
     for mut row in rows {
+        let before: Vec<_> = row.unchanged.iter().map(|d| snapshot(d)).collect();
         let out = row.cmd.output().expect("run advsoup");
         if let Some(f) = judge(&row, &out) {
             failures.push(f);
+        }
+        for (dir, before) in row.unchanged.iter().zip(before) {
+            if before.is_empty() {
+                failures.push(format!(
+                    "{}: {} holds no file to compare",
+                    row.name,
+                    dir.display()
+                ));
+            } else if snapshot(dir) != before {
+                failures.push(format!("{}: {} changed", row.name, dir.display()));
+            }
         }
     }
     assert!(
@@ -616,6 +657,7 @@ fn disk_full_during_checkpoint_write_leaves_no_partial_checkpoint() {
     run_table(vec![Row {
         name: "disk-full-during-checkpoint",
         absent: vec![run.join("checkpoint"), run.join("checkpoint.tmp")],
+        unchanged: vec![],
         dir,
         cmd,
         needles: strings(&["checkpoint", "File too large"]),
