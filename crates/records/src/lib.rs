@@ -28,9 +28,11 @@
 pub mod adapter_sweep;
 pub mod bench;
 pub mod claims;
+pub mod eval_report;
 pub mod params;
 pub mod run;
 pub mod soup;
+pub mod stats;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
