@@ -74,7 +74,7 @@ pub fn effect(what: &str, rule: Rule, per_seed: Vec<(u64, f64)>) -> Effect {
 /// The claimed side of a rule, in points.
 fn show_rule(rule: Rule) -> String {
     match rule {
-        Rule::Above { threshold } if threshold == 0.0 => "claimed > 0".into(),
+        Rule::Above { threshold: 0.0 } => "claimed > 0".into(),
         Rule::Above { threshold } => format!("claimed > {:+.2} pt", 100.0 * threshold),
         Rule::Within { delta } => format!("claimed within ±{:.2} pt", 100.0 * delta),
     }

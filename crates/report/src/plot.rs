@@ -186,7 +186,7 @@ pub fn soup_fronts(fronts: &[FrontSeries], title: &str) -> Result<String, Report
             .map_err(|e| err(e.to_string()))?;
         chart
             .configure_mesh()
-            .x_desc("robust accuracy % (robust mode side: β = 0)")
+            .x_desc("robust accuracy % (each line: soups from β = 0, robust mode, to β = 1, clean mode)")
             .y_desc("clean accuracy %")
             .draw()
             .map_err(|e| err(e.to_string()))?;

@@ -3,7 +3,7 @@
 //! `soup/select-*.json`, `params.json`). A missing or renamed field is an error naming the
 //! file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use advsoup_records::adapter_sweep::{
     BudgetResults, BudgetRow, FrontPoint, RowResult, RowSummary, ShiftSoupResult, StandardResult,
@@ -47,6 +47,13 @@ pub(super) fn collect(
             let mut row = row_result(&spec, &dir, fin, soup, params, shifts)?;
             row.seed = seed;
             row.standard = standard(&dir)?;
+            // paths relative to the sweep directory, so a rerun elsewhere compares equal
+            let sweep_dir = runs.parent().unwrap_or(runs);
+            row.run_dir = relative(&row.run_dir, sweep_dir);
+            row.soup_json = relative(&row.soup_json, sweep_dir);
+            if let Some(s) = &mut row.standard {
+                s.report = relative(&s.report, sweep_dir);
+            }
             results.push(row);
         }
     }
@@ -68,6 +75,12 @@ pub(super) fn collect(
         budget,
         claims,
     })
+}
+
+/// `path` relative to `base` (unchanged when it is not under `base`).
+fn relative(path: &Path, base: &Path) -> PathBuf {
+    path.strip_prefix(base)
+        .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
 }
 
 /// The `standard` ensemble's report of a run, when it exists.
@@ -106,7 +119,7 @@ fn budget_rows(config: &SweepConfig, runs: &Path, seeds: &[u64]) -> Result<Vec<B
                 robust_acc: fin.robust_mode_robust_acc,
                 n_robust: fin.n_robust,
                 train_seconds: fin.train_seconds,
-                run_dir: dir,
+                run_dir: relative(&dir, runs.parent().unwrap_or(runs)),
             });
         }
     }
@@ -308,6 +321,9 @@ mod tests {
         assert_eq!((row.robust_acc_apgd_ce, row.n_robust_apgd), (0.25, 8));
         assert_eq!(row.final_attack, "pgd-20");
         assert_eq!(row.sweep_seconds, 2.5);
+        // relative to the sweep directory (the parent of runs/)
+        assert!(row.run_dir.is_relative(), "{}", row.run_dir.display());
+        assert!(row.run_dir.ends_with("seed-0/cls_token"));
         // β as written (0.3), not 0.3f32 widened
         assert_eq!(row.shifts[0].chosen_beta, 0.3);
         assert_eq!(row.shifts[0].n_test, 12);

@@ -2,20 +2,22 @@
 //! small scale) as one resumable command. ("Sweep" here is over adapters; `advsoup soup sweep`
 //! sweeps the soup weight β of one model.)
 //!
-//! Every row trains from the same base config with the same seeds, data order and budget, once
-//! per seed (`<out>/runs/seed-<s>/<row>`),
-//! (`advsoup train`), then is evaluated by the cli (`advsoup soup sweep` for clean/PGD-20/APGD-CE
-//! accuracy along β, `advsoup soup select` per corruption with β chosen on held-out data,
-//! `advsoup info --run` for the parameter counts). Each step leaves its own file in the row's run
-//! directory; a step whose file exists is skipped, so an interrupted sweep resumes without
+//! Every row trains from the same base config with the same data order and budget, once per
+//! seed (`<out>/runs/seed-<s>/<row>`, `advsoup train`), then is evaluated by the cli (`advsoup
+//! soup sweep` for clean/PGD-20/APGD-CE accuracy along β, `advsoup soup select` per corruption
+//! with β chosen on held-out data, `advsoup eval --attack standard` on the rows the claims rest
+//! on, `advsoup info --run` for the parameter counts, `advsoup report --run` for the run's
+//! page). The budget axis trains nominal and co-training + cls token again at the sweep file's
+//! longer `[budget]` (`budget-<row>`). Each step leaves its own file in the run directory; a
+//! step whose file exists is skipped, so an interrupted sweep resumes per (row, seed) without
 //! retraining finished runs. This module only orchestrates and aggregates: every number comes
 //! from a file the cli wrote, read through its type in `advsoup-records`, which also holds the
-//! paper-claim verdicts.
+//! intervals and the paper-claim verdicts; advsoup-report draws the plots and the HTML page.
 //!
 //! - [`plan`]: the sweep file and its rows;
 //! - [`run`]: one (row, seed)'s cli calls, each skipped when its file exists;
-//! - [`collect`]: the rows' files read into `results.json`'s records;
-//! - [`report`]: the table and REPORT.md.
+//! - [`collect`]: the runs' files read into `results.json`'s records, summaries and claims;
+//! - [`report`]: the table, REPORT.md, fronts.svg and report.html.
 
 mod collect;
 mod plan;
@@ -179,15 +181,18 @@ pub fn run(args: SweepArgs) -> Result<()> {
         out.display()
     );
     if let Some(other) = &args.check_against {
-        check_against(&results, other)?;
+        check_against(&out.join("results.json"), other)?;
     }
     Ok(())
 }
 
-/// `--check-against`: the same results up to wall times, or the first difference.
-fn check_against(results: &SweepResults, other: &Path) -> Result<()> {
+/// `--check-against`: the same results up to wall times, or the first difference. Both sides
+/// are read from their files: serde_json's float parsing is not an exact inverse of its
+/// printing, so an in-memory value could differ from the same value read back by one ulp.
+fn check_against(ours: &Path, other: &Path) -> Result<()> {
+    let ours: SweepResults = advsoup_records::read_json(ours)?;
     let theirs: SweepResults = advsoup_records::read_json(other)?;
-    match first_difference(&results.without_times(), &theirs.without_times(), "") {
+    match first_difference(&ours.without_times(), &theirs.without_times(), "") {
         None => {
             println!(
                 "results.json matches {} (wall times ignored)",

@@ -265,9 +265,10 @@ pub fn commands(r: &SweepResults) -> String {
     )
 }
 
-/// Training-curve plots of the first seed's runs (each row, then the budget rows), for the
-/// sweep page; a run whose metrics cannot be drawn is left out with a note on stderr.
-fn curves(r: &SweepResults) -> Vec<(String, String)> {
+/// Training-curve plots of the first seed's runs (each row, then the budget rows; run
+/// directories are relative to `out`), for the sweep page; a run whose metrics cannot be drawn
+/// is left out with a note on stderr.
+fn curves(r: &SweepResults, out: &Path) -> Vec<(String, String)> {
     let Some(&seed) = r.seeds.first() else {
         return vec![];
     };
@@ -285,7 +286,7 @@ fn curves(r: &SweepResults) -> Vec<(String, String)> {
     }
     dirs.into_iter()
         .filter_map(|(name, dir)| {
-            let svg = advsoup_report::read_metrics(&dir.join("metrics.jsonl"))
+            let svg = advsoup_report::read_metrics(&out.join(dir).join("metrics.jsonl"))
                 .and_then(|m| advsoup_report::training_curves(&m, &format!("{name}, seed {seed}")));
             match svg {
                 Ok(svg) => Some((format!("training curves: {name}, seed {seed}"), svg)),
@@ -313,7 +314,7 @@ pub fn write_all(r: &SweepResults, out: &Path) -> Result<()> {
         )?;
         write_atomic(&out.join("fronts.svg"), svg.as_bytes())?;
     }
-    let html = advsoup_report::sweep_page(r, &curves(r), &commands(r))?;
+    let html = advsoup_report::sweep_page(r, &curves(r, out), &commands(r))?;
     write_atomic(&out.join("report.html"), html.as_bytes())?;
     Ok(())
 }

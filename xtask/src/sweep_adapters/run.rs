@@ -115,7 +115,7 @@ fn remove_row(runs: &Path, name: &str) -> Result<()> {
 }
 
 /// Trains, sweeps β, selects β per shift, runs the `standard` ensemble (rows the claims rest
-/// on) and counts the parameters of one row at `config.seed` under `runs` (the seed's
+/// on), counts the parameters and writes the run's page (`report.html`) of one row at `config.seed` under `runs` (the seed's
 /// directory), skipping each step whose file exists (`force`: the row's run directory and
 /// settings are removed first). A finished (row, seed) is never retrained.
 pub(super) fn run_row(
@@ -137,7 +137,15 @@ pub(super) fn run_row(
     if config.eval.n_standard > 0 && config.eval.standard_rows.contains(&row.name) {
         standard_eval(advsoup, config, &run_dir)?;
     }
-    param_counts(advsoup, &run_dir)
+    param_counts(advsoup, &run_dir)?;
+    run_page(advsoup, &run_dir)
+}
+
+/// Step 6, the run's page (`report.html`), rewritten every time: cheap, and it shows every
+/// evaluation the directory holds by now.
+fn run_page(advsoup: &Advsoup, run_dir: &Path) -> Result<()> {
+    advsoup.output(&[s("report"), s("--run"), run_dir.display().to_string()])?;
+    Ok(())
 }
 
 /// The budget axis's run of `row` (named `budget-<row>`): trained with the budget's
@@ -155,7 +163,8 @@ pub(super) fn run_budget_row(
     if force {
         remove_row(runs, &spec.name)?;
     }
-    train(advsoup, config, base, runs, &spec, budget)
+    train(advsoup, config, base, runs, &spec, budget)?;
+    run_page(advsoup, &runs.join(&spec.name))
 }
 
 /// The budget axis's name for `row`.
@@ -237,7 +246,7 @@ fn train(
         let old: RowSettings = advsoup_records::read_json(&settings_path)?;
         if old != settings {
             bail!(
-                "{}: row `{}` was run with other settings (sweep file, --quick or --seed \
+                "{}: row `{}` was run with other settings (sweep file or --quick \
                  changed); rerun with --force to retrain it or pick another --out",
                 settings_path.display(),
                 row.name
