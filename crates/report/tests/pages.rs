@@ -262,3 +262,52 @@ fn sweep_page_is_self_contained_with_every_plot_and_table() {
     );
     assert!(html.contains("+1.12 points"), "the paper's claim quoted");
 }
+
+/// The pages a real sweep wrote (the sweep's page and every run's page under it) pass the same
+/// checks. Needs a sweep on disk:
+/// `cargo xtask sweep-adapters --quick --dev --out target/ci-sweep && cargo test -p
+/// advsoup-report --test pages -- --ignored` (ADVSOUP_SWEEP_DIR overrides the directory,
+/// relative to the workspace root).
+#[test]
+#[ignore = "needs a sweep on disk: cargo xtask sweep-adapters --quick --dev --out target/ci-sweep"]
+fn generated_pages_are_self_contained() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir =
+        root.join(std::env::var("ADVSOUP_SWEEP_DIR").unwrap_or_else(|_| "target/ci-sweep".into()));
+    let sweep = std::fs::read_to_string(dir.join("report.html")).expect("the sweep's report.html");
+    let doc = self_contained(&sweep);
+    for id in [
+        "claims-table",
+        "summary-table",
+        "per-seed-table",
+        "shifts-table",
+    ] {
+        assert!(ids(&doc, "table").iter().any(|t| t == id), "{id}");
+    }
+    assert!(ids(&doc, "figure").iter().any(|f| f == "soup-fronts"));
+    let mut pages = 0;
+    for seed in std::fs::read_dir(dir.join("runs"))
+        .expect("runs")
+        .filter_map(|e| e.ok())
+    {
+        for run in std::fs::read_dir(seed.path())
+            .expect("seed dir")
+            .filter_map(|e| e.ok())
+        {
+            let page = run.path().join("report.html");
+            if page.is_file() {
+                let html = std::fs::read_to_string(&page).expect("page");
+                let doc = self_contained(&html);
+                assert_eq!(
+                    ids(&doc, "figure"),
+                    ["training-curves"],
+                    "{}",
+                    page.display()
+                );
+                pages += 1;
+            }
+        }
+    }
+    assert!(pages > 0, "no run page under {}", dir.display());
+    eprintln!("{pages} run pages and the sweep page checked");
+}
