@@ -196,6 +196,11 @@ batch_size = 4
         report.clean_mode_clean_acc,
         report.n_clean
     );
+    let page = advsoup_report::run_page(&summary.dir)?;
+    println!(
+        "report: the run's page is {} bytes of self-contained HTML",
+        page.len()
+    );
     Ok(())
 }
 

@@ -41,7 +41,8 @@ enum Task {
     Bench(BenchArgs),
     /// The paper's adapter comparison: trains nominal, adversarial and co-training with every
     /// adapter under one budget, evaluates each (clean, PGD-20, APGD-CE, corruptions, soups) and
-    /// writes reports/sweep-<name>-<seed>/{REPORT.md,results.json,fronts.svg}. Resumable.
+    /// writes reports/sweep-<name>/{REPORT.md,report.html,results.json,fronts.svg}, once per
+    /// seed (`--seeds`, default three), claims paired by seed. Resumable per (row, seed).
     SweepAdapters(sweep_adapters::SweepArgs),
     /// Crash safety: SIGKILLs a small training run (and a soup sweep and an evaluation) at
     /// random moments, resumes each time, and requires results identical to uninterrupted runs.
@@ -110,7 +111,8 @@ fn status(mut c: Command) -> Result<()> {
 
 /// Allowed workspace-internal dependency edges (normal dependencies; dev-dependencies are free).
 // The crate graph (ARCHITECTURE.md): arrows point down only.
-//   xtask -> records, io                (neither links burn)
+//   xtask -> records, io, report        (none links burn)
+//   report -> records                   (HTML pages and SVG plots from records)
 //   cli -> bench, soup, train, eval, ...  (wiring)
 //   bench -> train                      (speed harness over the regimes' steps)
 //   soup, train -> eval                 (one evaluation job, report cards, resumable results)
@@ -121,6 +123,7 @@ const RECORDS: &str = "advsoup-records";
 const ALLOWED: &[(&str, &[&str])] = &[
     ("advsoup-io", &[]),
     ("advsoup-records", &[]),
+    ("advsoup-report", &[RECORDS]),
     ("advsoup-vit", &[IO]),
     ("advsoup-attacks", &[IO]),
     ("advsoup-data", &[IO]),
@@ -184,6 +187,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "advsoup-soup",
             "advsoup-bench",
             "advsoup-train",
+            "advsoup-report",
             IO,
             RECORDS,
         ],
@@ -192,7 +196,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "advsoup-e2e",
         &["advsoup-cli", "advsoup-train", "advsoup-data"],
     ),
-    ("xtask", &[RECORDS, IO]),
+    ("xtask", &[RECORDS, IO, "advsoup-report"]),
 ];
 
 fn tidy() -> Result<()> {
@@ -249,6 +253,7 @@ fn tidy() -> Result<()> {
 const LEAN: &[&str] = &[
     "advsoup-io",
     "advsoup-records",
+    "advsoup-report",
     "advsoup-vit",
     "advsoup-adapters",
     "advsoup-attacks",

@@ -6,6 +6,7 @@
 
 mod cmd_bench;
 mod cmd_data;
+mod cmd_report;
 mod cmd_soup;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +88,8 @@ pub enum Command {
     Soup(cmd_soup::SoupCmd),
     /// Speed benchmarks (images/s) of forward, train, PGD and co-training steps.
     Bench(cmd_bench::BenchArgs),
+    /// Write a run's self-contained HTML page (RUN/report.html: tables, curves, model card).
+    Report(cmd_report::ReportArgs),
     /// Fetch, inspect and corrupt datasets.
     #[command(subcommand)]
     Data(cmd_data::DataCmd),
@@ -261,6 +264,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(cmd) => cmd_data::run(cmd),
         Command::Soup(cmd) => cmd_soup::run(cmd),
         Command::Bench(args) => cmd_bench::run(args),
+        Command::Report(args) => cmd_report::run(args),
         Command::Info {
             preset,
             adapter,

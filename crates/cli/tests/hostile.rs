@@ -573,6 +573,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
         );
     }
 
+    rows.extend(rows_repro17(root));
     run_table(rows);
 }
 
@@ -711,4 +712,47 @@ fn adler32(bytes: &[u8]) -> u32 {
         b = (b + a) % 65_521;
     }
     (b << 16) | a
+}
+
+/// `advsoup report --run` (issue 17): a run without run.json, and a run whose metrics.jsonl is
+/// not records, are refused naming the file, write no report.html and leave the run as it was.
+fn rows_repro17(root: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let (dir, mut cmd) = row_setup(root, "report-no-run-json");
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("mkdir run");
+    std::fs::write(run.join("config.toml"), "name = \"run\"\n").expect("config");
+    cmd.args(["report", "--run"]).arg(&run);
+    rows.push(Row {
+        name: "report-no-run-json",
+        absent: vec![run.join("report.html")],
+        unchanged: vec![run.clone()],
+        needles: vec![run.join("run.json").display().to_string()],
+        dir,
+        cmd,
+    });
+    let (dir, mut cmd) = row_setup(root, "report-bad-metrics");
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("mkdir run");
+    std::fs::write(
+        run.join("run.json"),
+        r#"{"accumulation": 1, "backend": "b", "burn": "0.21.0", "devices": 1,
+            "git_revision": null, "global_batch": 8, "nodes": 1, "seed": 0}"#,
+    )
+    .expect("run.json");
+    std::fs::write(run.join("config.toml"), "name = \"run\"\n").expect("config");
+    std::fs::write(run.join("metrics.jsonl"), "{\"epoch\": 1}\n").expect("metrics");
+    cmd.args(["report", "--run"]).arg(&run);
+    rows.push(Row {
+        name: "report-bad-metrics",
+        absent: vec![run.join("report.html")],
+        unchanged: vec![run.clone()],
+        needles: vec![
+            run.join("metrics.jsonl").display().to_string(),
+            "missing field `step`".into(),
+        ],
+        dir,
+        cmd,
+    });
+    rows
 }

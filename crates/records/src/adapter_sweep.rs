@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stats::Interval;
+
 /// A sweep file (`configs/sweep-*.toml`); `results.json` repeats it as run.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +36,20 @@ pub struct SweepConfig {
     /// The `--quick` variant.
     #[serde(default)]
     pub quick: Option<QuickSpec>,
+    /// The budget axis: nominal vs co-training + cls token at a longer budget (`None`: off).
+    #[serde(default)]
+    pub budget: Option<BudgetSpec>,
+}
+
+/// The budget axis of a sweep: the rows of the paper's main claim (nominal and co-training with
+/// the cls token) trained again with these overrides after the sweep's own, seeds paired.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// What the budget is, for the report (e.g. `full training split, 6 epochs (5.9x)`).
+    pub label: String,
+    /// `key=value` overrides after the sweep's `set`.
+    pub set: Vec<String>,
 }
 
 impl SweepConfig {
@@ -56,6 +72,13 @@ pub struct EvalSpec {
     pub n_robust: usize,
     /// APGD-CE iterations.
     pub apgd_iter: usize,
+    /// Test images the `standard` ensemble attacks (robust mode) in the rows the claims rest
+    /// on (0: none).
+    #[serde(default)]
+    pub n_standard: usize,
+    /// Those rows (names).
+    #[serde(default)]
+    pub standard_rows: Vec<String>,
 }
 
 /// Soup sweep and β selection.
@@ -101,6 +124,13 @@ pub struct QuickSpec {
     pub n_held_out: Option<usize>,
     /// Replaces `soup.n_test`.
     pub n_test: Option<usize>,
+    /// Replaces `eval.n_standard`.
+    #[serde(default)]
+    pub n_standard: Option<usize>,
+    /// Replaces the budget axis's overrides (`label`, `set`); without it `--quick` has no
+    /// budget axis.
+    #[serde(default)]
+    pub budget: Option<BudgetSpec>,
 }
 
 /// `<row>.settings.json`: the exact settings a row was trained and evaluated with, so results
@@ -132,11 +162,42 @@ pub struct ShiftSoupResult {
     pub n_test: usize,
 }
 
-/// One row of the report, every number read from the cli's files.
+/// One point of a row's soup front (from its `soup.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrontPoint {
+    /// Weight of the clean adapter.
+    pub beta: f64,
+    /// Clean accuracy of the soup.
+    pub clean_acc: f64,
+    /// Robust accuracy of the soup (worst of the sweep's attacks).
+    pub robust_acc: f64,
+}
+
+/// The `standard` ensemble on a row's robust mode (`advsoup eval --attack standard`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StandardResult {
+    /// Test images attacked.
+    pub n: usize,
+    /// Clean accuracy on them.
+    pub clean_acc: f64,
+    /// Accuracy under every attack of the ensemble.
+    pub robust_acc: f64,
+    /// The ensemble's attacks, in order.
+    pub attacks: Vec<String>,
+    /// The evaluator's gradient-masking sanity warnings (empty: none raised).
+    pub sanity_flags: Vec<String>,
+    /// The eval report.
+    pub report: PathBuf,
+}
+
+/// One row of the report for one seed, every number read from the cli's files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RowResult {
     /// Row name.
     pub name: String,
+    /// The seed of its training run, attacks and corruptions.
+    #[serde(default)]
+    pub seed: u64,
     /// Human label.
     pub label: String,
     /// Regime.
@@ -171,6 +232,12 @@ pub struct RowResult {
     pub soup_beats_both: usize,
     /// Per shift.
     pub shifts: Vec<ShiftSoupResult>,
+    /// The soup front along β (one point for a row without an adapter).
+    #[serde(default)]
+    pub front: Vec<FrontPoint>,
+    /// The `standard` ensemble on the robust mode, for the rows the claims rest on.
+    #[serde(default)]
+    pub standard: Option<StandardResult>,
     /// Training wall time (s).
     pub train_seconds: f64,
     /// Soup sweep wall time (s).
@@ -179,6 +246,63 @@ pub struct RowResult {
     pub run_dir: PathBuf,
     /// Its soup sweep.
     pub soup_json: PathBuf,
+}
+
+/// One row of the budget axis for one seed (from its `final.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BudgetRow {
+    /// `nominal` or `cls_token`.
+    pub name: String,
+    /// Seed.
+    pub seed: u64,
+    /// Clean accuracy of the clean mode on the test split.
+    pub clean_acc: f64,
+    /// Its test images.
+    pub n_clean: usize,
+    /// Robust accuracy of the robust mode under the run's final attack.
+    pub robust_acc: f64,
+    /// Its attacked test images.
+    pub n_robust: usize,
+    /// Training wall time (s).
+    pub train_seconds: f64,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+/// The budget axis's results.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BudgetResults {
+    /// The budget as run.
+    pub spec: BudgetSpec,
+    /// Every (row, seed) that finished.
+    pub rows: Vec<BudgetRow>,
+}
+
+/// A row's numbers over seeds: mean and 95% interval of each.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RowSummary {
+    /// Row name.
+    pub name: String,
+    /// Human label.
+    pub label: String,
+    /// Whether the two modes differ.
+    pub has_adapter: bool,
+    /// Domain-specific parameters per domain.
+    pub params_per_domain: usize,
+    /// The seeds with results.
+    pub seeds: Vec<u64>,
+    /// Clean accuracy of the clean mode.
+    pub clean_acc: Interval,
+    /// Robust accuracy of the robust mode under PGD-20.
+    pub robust_acc_pgd20: Interval,
+    /// ... under APGD-CE.
+    pub robust_acc_apgd_ce: Interval,
+    /// ... under the `standard` ensemble (`None`: not run on this row).
+    pub robust_acc_standard: Option<Interval>,
+    /// Mean corrupted-test accuracy of the clean mode.
+    pub mean_corruption_acc: Interval,
+    /// Mean corrupted-test accuracy of the per-shift soup.
+    pub mean_soup_acc: Interval,
 }
 
 /// `results.json`: the whole report.
@@ -190,23 +314,56 @@ pub struct SweepResults {
     pub quick: bool,
     /// ε (ℓ∞) of the evaluations.
     pub eps: f64,
-    /// Rows with results.
+    /// The seeds of the sweep.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
+    /// Every (row, seed) with results, rows in report order, seeds ascending.
     pub rows: Vec<RowResult>,
+    /// Per row over seeds, in report order.
+    #[serde(default)]
+    pub summary: Vec<RowSummary>,
+    /// The budget axis (`None`: off).
+    #[serde(default)]
+    pub budget: Option<BudgetResults>,
     /// The paper's claims checked against these numbers.
     pub claims: Vec<Claim>,
 }
 
-/// The verdict on one claim (serialized as the text REPORT.md shows).
+impl SweepResults {
+    /// The rows' results of one seed.
+    pub fn of_seed(&self, seed: u64) -> impl Iterator<Item = &RowResult> {
+        self.rows.iter().filter(move |r| r.seed == seed)
+    }
+
+    /// The results as JSON with every wall time set to 0: two sweeps with the same seeds and
+    /// settings give the same value (times are the only fields that differ between reruns).
+    pub fn without_times(&self) -> serde_json::Value {
+        let mut r = self.clone();
+        for row in &mut r.rows {
+            row.train_seconds = 0.0;
+            row.sweep_seconds = 0.0;
+        }
+        if let Some(b) = &mut r.budget {
+            for row in &mut b.rows {
+                row.train_seconds = 0.0;
+            }
+        }
+        // NaN (an unmeasured mean) is `null` in the value, so it compares equal to itself
+        serde_json::to_value(&r).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The verdict on one claim (serialized as the text the reports show).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
-    /// The numbers support the claim.
-    #[serde(rename = "holds")]
-    Holds,
-    /// The numbers contradict the claim.
-    #[serde(rename = "does not hold")]
-    DoesNotHold,
-    /// Behind, but by less than a margin too wide to decide on.
-    #[serde(rename = "inconclusive (too few test images)")]
+    /// The 95% interval of the effect lies entirely on the claimed side.
+    #[serde(rename = "reproduced")]
+    Reproduced,
+    /// The 95% interval excludes the claimed side (see [`crate::claims`] for each rule).
+    #[serde(rename = "not reproduced")]
+    NotReproduced,
+    /// Neither: the interval straddles the boundary, or one seed gives no interval.
+    #[serde(rename = "inconclusive at this scale")]
     Inconclusive,
     /// The rows the claim needs have no results.
     #[serde(rename = "not measured")]
@@ -217,9 +374,9 @@ impl Verdict {
     /// The text of the verdict (as serialized).
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::Holds => "holds",
-            Verdict::DoesNotHold => "does not hold",
-            Verdict::Inconclusive => "inconclusive (too few test images)",
+            Verdict::Reproduced => "reproduced",
+            Verdict::NotReproduced => "not reproduced",
+            Verdict::Inconclusive => "inconclusive at this scale",
             Verdict::NotMeasured => "not measured",
         }
     }
@@ -231,14 +388,76 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// A claim of the paper and whether these numbers support it.
+/// What a line of the claims table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimKind {
+    /// A claim as the paper states it (SPEC.md §7).
+    #[serde(rename = "paper")]
+    Paper,
+    /// A softer variant of a paper claim, ours, labelled as such.
+    #[serde(rename = "softer variant (not the paper's claim)")]
+    Softer,
+    /// A paper claim at the budget axis's longer budget.
+    #[serde(rename = "budget axis")]
+    Budget,
+}
+
+impl ClaimKind {
+    /// The text of the kind (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimKind::Paper => "paper",
+            ClaimKind::Softer => "softer variant (not the paper's claim)",
+            ClaimKind::Budget => "budget axis",
+        }
+    }
+}
+
+/// The claimed side of an effect (a difference, in [0, 1] accuracy units).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Claimed: effect > threshold.
+    Above {
+        /// The boundary (0 for "improves").
+        threshold: f64,
+    },
+    /// Claimed: |effect| ≤ delta ("matches").
+    Within {
+        /// The equivalence margin.
+        delta: f64,
+    },
+}
+
+/// One measured effect of a claim: a difference paired by seed, its interval and its verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Effect {
+    /// What is measured (e.g. `clean acc: cls_token − nominal`).
+    pub what: String,
+    /// The claimed side.
+    pub rule: Rule,
+    /// The difference per seed.
+    pub per_seed: Vec<(u64, f64)>,
+    /// Their mean and 95% interval.
+    pub interval: Interval,
+    /// The verdict of this effect alone.
+    pub verdict: Verdict,
+}
+
+/// A claim of the paper (or a labelled variant) and what these numbers say about it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claim {
-    /// The claim.
+    /// Short id (`1`, `1-softer`, `1-budget`, ...).
+    pub id: String,
+    /// Paper claim, softer variant or budget axis.
+    pub kind: ClaimKind,
+    /// The claim, quoted as the paper states it (or the variant's wording).
     pub claim: String,
-    /// `holds`, `does not hold`, `inconclusive (too few test images)` or `not measured`.
+    /// The verdict (all effects reproduced: reproduced; any not reproduced: not reproduced).
     pub verdict: Verdict,
-    /// The numbers behind the verdict.
+    /// The effects behind the verdict.
+    pub effects: Vec<Effect>,
+    /// The numbers behind the verdict, as text.
     pub evidence: String,
 }
 
@@ -257,7 +476,11 @@ mod tests {
   "lora_rank": 4,
   "eval": {
     "n_robust": 1000,
-    "apgd_iter": 50
+    "apgd_iter": 50,
+    "n_standard": 1000,
+    "standard_rows": [
+      "cls_token"
+    ]
   },
   "soup": {
     "betas": "0:1:0.1",
@@ -268,7 +491,8 @@ mod tests {
     "n_held_out": 1000,
     "n_test": 1000
   },
-  "quick": null
+  "quick": null,
+  "budget": null
 }"#;
 
     #[test]
@@ -303,8 +527,8 @@ mod tests {
     #[test]
     fn verdicts_serialize_as_the_report_text() {
         for v in [
-            Verdict::Holds,
-            Verdict::DoesNotHold,
+            Verdict::Reproduced,
+            Verdict::NotReproduced,
             Verdict::Inconclusive,
             Verdict::NotMeasured,
         ] {
@@ -312,10 +536,32 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", v.as_str()));
             assert_eq!(serde_json::from_str::<Verdict>(&json).expect("parse"), v);
         }
-        let claim =
-            r#"{"claim":"c","verdict":"inconclusive (too few test images)","evidence":"e"}"#;
-        let c: Claim = serde_json::from_str(claim).expect("parse");
-        assert_eq!(c.verdict, Verdict::Inconclusive);
-        assert_eq!(serde_json::to_string(&c).expect("json"), claim);
+        for k in [ClaimKind::Paper, ClaimKind::Softer, ClaimKind::Budget] {
+            let json = serde_json::to_string(&k).expect("json");
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+    }
+
+    #[test]
+    fn without_times_ignores_wall_times_only() {
+        let c: SweepConfig = serde_json::from_str(SWEEP_TOML_AS_JSON).expect("parse");
+        let mut row = crate::testing::row("cls_token", 0.8, 0.5, 0.4, 64);
+        row.mean_corruption_acc = f64::NAN;
+        let a = SweepResults {
+            config: c,
+            quick: false,
+            eps: 0.1,
+            seeds: vec![0],
+            rows: vec![row],
+            summary: vec![],
+            budget: None,
+            claims: vec![],
+        };
+        let mut b = a.clone();
+        b.rows[0].train_seconds = 99.0;
+        b.rows[0].sweep_seconds = 7.0;
+        assert_eq!(a.without_times(), b.without_times());
+        b.rows[0].clean_acc = 0.81;
+        assert_ne!(a.without_times(), b.without_times());
     }
 }

@@ -1,271 +1,419 @@
-//! The paper's claims (Rebuffi et al. 2023) checked against the rows of an adapter sweep:
-//! pure functions from [`RowResult`]s to [`Claim`]s, one per claim, each with its rule in its
-//! doc comment. [`claims`] runs all five in report order.
+//! The paper's claims (Rebuffi et al. 2023, as SPEC.md §7 states them) checked against the rows
+//! of an adapter sweep: pure functions from [`RowResult`]s (one per row and seed) to
+//! [`Claim`]s. [`claims`] runs them all in report order.
 //!
-//! A claim whose rows have no results is [`Verdict::NotMeasured`], never guessed. "At least as
-//! good, up to noise" ([`at_least_as_good`]) uses [`margin`], two binomial standard errors of
-//! the difference; a claim that is behind by less than a margin wider than 7 points is
-//! [`Verdict::Inconclusive`].
+//! Every claim compares rows **paired by seed** (same data order and initialization): its
+//! effect is the mean over seeds of the per-seed difference, with a 95% Student-t interval
+//! ([`crate::stats`]). The verdict follows from the interval alone ([`verdict_of`]):
+//!
+//! - a directional claim, "A improves over B" ([`Rule::Above`] with threshold t, the effect
+//!   A − B claimed > t): **reproduced** when the interval lies entirely above t (lo > t); **not
+//!   reproduced** when it lies entirely at or below t (hi ≤ t: the interval excludes the
+//!   claimed direction); else **inconclusive at this scale**;
+//! - an equivalence claim, "A matches B" ([`Rule::Within`] with margin δ, |A − B| ≤ δ claimed):
+//!   **reproduced** when the interval lies inside [−δ, δ]; **not reproduced** when it lies
+//!   entirely outside (lo > δ or hi < −δ); else inconclusive;
+//! - one seed gives no interval: inconclusive, whatever the difference;
+//! - a claim with several effects: reproduced when all are, not reproduced when any is not,
+//!   else inconclusive; a claim whose rows have no results is **not measured**, never guessed.
+//!
+//! Softer variants (e.g. "at most 1 point below" for the paper's "improves") are separate
+//! lines of kind [`ClaimKind::Softer`]; the budget axis repeats claim 1 at the longer budget
+//! ([`ClaimKind::Budget`]).
 
-use crate::adapter_sweep::{Claim, RowResult, Verdict};
+use crate::adapter_sweep::{BudgetResults, Claim, ClaimKind, Effect, RowResult, Rule, Verdict};
+use crate::stats::{Interval, interval, paired};
 
-/// The widest margin (in [0, 1] units) within which "behind, but within the margin" still
-/// counts as holding; beyond it the sample is too small to say.
-pub const MODERATE_MARGIN: f64 = 0.07;
+/// The margin of "matches" (claim 2) and of the softer "at most this far below" variants, in
+/// [0, 1] accuracy units: 1 point. Ours: the paper gives no margin.
+pub const MARGIN: f64 = 0.01;
 
-/// Two binomial standard errors of the difference of two accuracies, in [0, 1] units: the
-/// margin within which two numbers are called "the same" here.
-pub fn margin(p1: f64, n1: usize, p2: f64, n2: usize) -> f64 {
-    let var = |p: f64, n: usize| {
-        if n == 0 {
-            0.0
-        } else {
-            p * (1.0 - p) / n as f64
-        }
+/// The verdict of one effect under its rule (the module header gives the rules).
+pub fn verdict_of(rule: Rule, i: &Interval) -> Verdict {
+    if i.n == 0 || !i.mean.is_finite() {
+        return Verdict::NotMeasured;
+    }
+    let Some((lo, hi)) = i.bounds() else {
+        return Verdict::Inconclusive;
     };
-    2.0 * (var(p1, n1) + var(p2, n2)).sqrt()
+    match rule {
+        Rule::Above { threshold } if lo > threshold => Verdict::Reproduced,
+        Rule::Above { threshold } if hi <= threshold => Verdict::NotReproduced,
+        Rule::Within { delta } if lo >= -delta && hi <= delta => Verdict::Reproduced,
+        Rule::Within { delta } if lo > delta || hi < -delta => Verdict::NotReproduced,
+        _ => Verdict::Inconclusive,
+    }
 }
 
-/// "At least as good, up to noise": better or equal holds (`Some(true)`); behind by more than
-/// `margin` does not (`Some(false)`); behind by less holds only when the margin itself is
-/// moderate (≤ [`MODERATE_MARGIN`]), else the sample is too small (`None`).
-pub fn at_least_as_good(ours: f64, theirs: f64, margin: f64) -> Option<bool> {
-    if ours >= theirs {
-        Some(true)
-    } else if theirs - ours > margin {
-        Some(false)
-    } else if margin <= MODERATE_MARGIN {
-        Some(true)
+/// The verdict of a claim from its effects' verdicts (the module header gives the rule).
+pub fn combine(verdicts: &[Verdict]) -> Verdict {
+    if verdicts.is_empty() || verdicts.contains(&Verdict::NotMeasured) {
+        Verdict::NotMeasured
+    } else if verdicts.contains(&Verdict::NotReproduced) {
+        Verdict::NotReproduced
+    } else if verdicts.iter().all(|v| *v == Verdict::Reproduced) {
+        Verdict::Reproduced
     } else {
-        None
+        Verdict::Inconclusive
     }
 }
 
-/// Both comparisons: one failing fails, both holding holds, else undecided.
-fn both(a: Option<bool>, b: Option<bool>) -> Option<bool> {
-    match (a, b) {
-        (Some(false), _) | (_, Some(false)) => Some(false),
-        (Some(true), Some(true)) => Some(true),
-        _ => None,
+/// The effect of per-seed differences under `rule`.
+pub fn effect(what: &str, rule: Rule, per_seed: Vec<(u64, f64)>) -> Effect {
+    let values: Vec<f64> = per_seed.iter().map(|p| p.1).collect();
+    let interval = interval(&values);
+    Effect {
+        what: what.into(),
+        rule,
+        verdict: verdict_of(rule, &interval),
+        per_seed,
+        interval,
     }
 }
 
-fn verdict(ok: bool) -> Verdict {
-    if ok {
-        Verdict::Holds
-    } else {
-        Verdict::DoesNotHold
+/// The claimed side of a rule, in points.
+fn show_rule(rule: Rule) -> String {
+    match rule {
+        Rule::Above { threshold: 0.0 } => "claimed > 0".into(),
+        Rule::Above { threshold } => format!("claimed > {:+.2} pt", 100.0 * threshold),
+        Rule::Within { delta } => format!("claimed within ±{:.2} pt", 100.0 * delta),
     }
 }
 
-fn graded(r: Option<bool>) -> Verdict {
-    match r {
-        Some(ok) => verdict(ok),
-        None => Verdict::Inconclusive,
-    }
+/// One effect as text: mean and interval in points, the seeds, the claimed side.
+pub fn show_effect(e: &Effect) -> String {
+    let seeds: Vec<String> = e
+        .per_seed
+        .iter()
+        .map(|(s, d)| format!("seed {s}: {:+.2}", 100.0 * d))
+        .collect();
+    format!(
+        "{}: {} pt over {} seed(s) ({}; {}) → {}",
+        e.what,
+        e.interval.show(100.0),
+        e.interval.n,
+        seeds.join(", "),
+        show_rule(e.rule),
+        e.verdict
+    )
 }
 
-fn missing(claim: &str, need: &str) -> Claim {
+fn claim(id: &str, kind: ClaimKind, text: &str, effects: Vec<Effect>, extra: &str) -> Claim {
+    let verdicts: Vec<Verdict> = effects.iter().map(|e| e.verdict).collect();
+    let mut evidence: Vec<String> = effects.iter().map(show_effect).collect();
+    if !extra.is_empty() {
+        evidence.push(extra.into());
+    }
     Claim {
-        claim: claim.into(),
+        id: id.into(),
+        kind,
+        claim: text.into(),
+        verdict: combine(&verdicts),
+        effects,
+        evidence: evidence.join("; "),
+    }
+}
+
+fn missing(id: &str, kind: ClaimKind, text: &str, need: &str) -> Claim {
+    Claim {
+        id: id.into(),
+        kind,
+        claim: text.into(),
         verdict: Verdict::NotMeasured,
+        effects: vec![],
         evidence: format!("needs the rows {need}"),
     }
 }
 
-/// Percent with two decimals, `-` for a number that was not measured (NaN).
-fn pct(v: f64) -> String {
-    if v.is_finite() {
-        crate::pct(v)
+/// `(seed, f(row))` for every seed of the row `name`.
+fn per_seed(rows: &[RowResult], name: &str, f: impl Fn(&RowResult) -> f64) -> Vec<(u64, f64)> {
+    rows.iter()
+        .filter(|r| r.name == name)
+        .map(|r| (r.seed, f(r)))
+        .collect()
+}
+
+fn has(rows: &[RowResult], name: &str) -> bool {
+    rows.iter().any(|r| r.name == name)
+}
+
+/// The robust accuracy the claims use for rows `names`: the `standard` ensemble when every
+/// (row, seed) of them has it, else APGD-CE (stronger than PGD-20); with its name.
+pub fn robust_metric(rows: &[RowResult], names: &[&str]) -> (&'static str, fn(&RowResult) -> f64) {
+    let all_standard = rows
+        .iter()
+        .filter(|r| names.contains(&r.name.as_str()))
+        .all(|r| r.standard.is_some());
+    if all_standard {
+        ("standard ensemble", |r| {
+            r.standard.as_ref().map_or(f64::NAN, |s| s.robust_acc)
+        })
     } else {
-        "-".into()
+        ("APGD-CE", |r| r.robust_acc_apgd_ce)
     }
 }
 
-fn get<'a>(rows: &'a [RowResult], name: &str) -> Option<&'a RowResult> {
-    rows.iter().find(|r| r.name == name)
-}
+/// Claim 1 as the paper states it.
+pub const CLAIM_1: &str = "Co-training on clean and adversarial inputs with the \
+     classification-token adapter improves clean accuracy over nominal (clean-only) training: \
+     ViT-B16 on ImageNet 83.76% vs 82.64%, +1.12 points.";
 
-/// Checks the paper's claims on the rows (each claim needs its rows; else `not measured`), in
-/// report order.
-pub fn claims(rows: &[RowResult]) -> Vec<Claim> {
-    vec![
-        clean_accuracy_kept(rows),
-        robust_accuracy_kept(rows),
-        no_adapter_is_a_compromise(rows),
-        few_parameters_suffice(rows),
+/// Every claim in report order: the paper's five, the softer variants, and claim 1 at the
+/// budget axis when it ran.
+pub fn claims(rows: &[RowResult], budget: Option<&BudgetResults>) -> Vec<Claim> {
+    let mut c = vec![
+        clean_accuracy_improves(rows),
+        clean_accuracy_kept_softer(rows),
+        cls_token_matches_dual_norm(rows),
+        no_adapter_does_worse(rows),
+        soups_trade_off(rows),
         soups_adapt_to_shifts(rows),
-    ]
-}
-
-/// Claim 1. Rule: the `cls_token` row's clean accuracy is [`at_least_as_good`] as the
-/// `nominal` row's, within [`margin`].
-pub fn clean_accuracy_kept(rows: &[RowResult]) -> Claim {
-    let c1 = "Co-training with the cls-token adapter keeps nominal training's clean accuracy in \
-              its clean mode (within 2 standard errors or better)";
-    let (Some(c), Some(n)) = (get(rows, "cls_token"), get(rows, "nominal")) else {
-        return missing(c1, "cls_token, nominal");
-    };
-    let m = margin(c.clean_acc, c.n_clean, n.clean_acc, n.n_clean);
-    Claim {
-        claim: c1.into(),
-        verdict: graded(at_least_as_good(c.clean_acc, n.clean_acc, m)),
-        evidence: format!(
-            "cls_token clean mode {}% vs nominal {}% (margin {} pt, n={})",
-            pct(c.clean_acc),
-            pct(n.clean_acc),
-            pct(m),
-            c.n_clean
-        ),
+        robust_accuracy_kept_softer(rows),
+    ];
+    if let Some(b) = budget {
+        c.push(clean_accuracy_improves_at_budget(b));
     }
+    c
 }
 
-/// Claim 2. Rule: the `cls_token` row's robust accuracy is [`at_least_as_good`] as the
-/// `adversarial` row's under PGD-20 and under APGD-CE (one failing fails).
-pub fn robust_accuracy_kept(rows: &[RowResult]) -> Claim {
-    let c2 = "... and adversarial training's robust accuracy in its robust mode (PGD-20 and \
-              APGD-CE, within 2 standard errors or better)";
-    let (Some(c), Some(a)) = (get(rows, "cls_token"), get(rows, "adversarial")) else {
-        return missing(c2, "cls_token, adversarial");
-    };
-    let m1 = margin(
-        c.robust_acc_pgd20,
-        c.n_robust_pgd20,
-        a.robust_acc_pgd20,
-        a.n_robust_pgd20,
+/// Claim 1. Effect: clean accuracy (clean mode) of `cls_token` − `nominal`, paired by seed;
+/// [`Rule::Above`] 0.
+pub fn clean_accuracy_improves(rows: &[RowResult]) -> Claim {
+    if !(has(rows, "cls_token") && has(rows, "nominal")) {
+        return missing("1", ClaimKind::Paper, CLAIM_1, "cls_token, nominal");
+    }
+    let d = paired(
+        &per_seed(rows, "cls_token", |r| r.clean_acc),
+        &per_seed(rows, "nominal", |r| r.clean_acc),
     );
-    let m2 = margin(
-        c.robust_acc_apgd_ce,
-        c.n_robust_apgd,
-        a.robust_acc_apgd_ce,
-        a.n_robust_apgd,
+    let e = effect(
+        "clean acc, cls_token − nominal",
+        Rule::Above { threshold: 0.0 },
+        d,
     );
-    Claim {
-        claim: c2.into(),
-        verdict: graded(both(
-            at_least_as_good(c.robust_acc_pgd20, a.robust_acc_pgd20, m1),
-            at_least_as_good(c.robust_acc_apgd_ce, a.robust_acc_apgd_ce, m2),
-        )),
-        evidence: format!(
-            "PGD-20: cls_token robust mode {}% vs adversarial {}% (margin {} pt); \
-             APGD-CE: {}% vs {}% (margin {} pt)",
-            pct(c.robust_acc_pgd20),
-            pct(a.robust_acc_pgd20),
-            pct(m1),
-            pct(c.robust_acc_apgd_ce),
-            pct(a.robust_acc_apgd_ce),
-            pct(m2)
-        ),
-    }
+    claim("1", ClaimKind::Paper, CLAIM_1, vec![e], "")
 }
 
-/// Claim 3. Rule: the `none` row (co-training without an adapter) has strictly lower clean
-/// accuracy and strictly lower PGD-20 accuracy than the `cls_token` row (no margin).
-pub fn no_adapter_is_a_compromise(rows: &[RowResult]) -> Claim {
-    let c3 = "Without domain-specific parameters co-training is a compromise: lower clean \
-              accuracy than the cls-token model's clean mode and lower robust accuracy than its \
-              robust mode";
-    let (Some(z), Some(c)) = (get(rows, "none"), get(rows, "cls_token")) else {
-        return missing(c3, "none, cls_token");
+/// Claim 1, softer variant (ours): the same effect, [`Rule::Above`] −[`MARGIN`].
+pub fn clean_accuracy_kept_softer(rows: &[RowResult]) -> Claim {
+    let text = "Softer than claim 1: co-training with the cls-token adapter keeps nominal \
+                training's clean accuracy, at most 1 point below it.";
+    if !(has(rows, "cls_token") && has(rows, "nominal")) {
+        return missing("1-softer", ClaimKind::Softer, text, "cls_token, nominal");
+    }
+    let d = paired(
+        &per_seed(rows, "cls_token", |r| r.clean_acc),
+        &per_seed(rows, "nominal", |r| r.clean_acc),
+    );
+    let e = effect(
+        "clean acc, cls_token − nominal",
+        Rule::Above { threshold: -MARGIN },
+        d,
+    );
+    claim("1-softer", ClaimKind::Softer, text, vec![e], "")
+}
+
+/// Claim 1 at the budget axis: the same effect on its rows.
+pub fn clean_accuracy_improves_at_budget(b: &BudgetResults) -> Claim {
+    let text = format!("Claim 1 at the longer budget ({}).", b.spec.label);
+    let of = |name: &str| -> Vec<(u64, f64)> {
+        b.rows
+            .iter()
+            .filter(|r| r.name == name)
+            .map(|r| (r.seed, r.clean_acc))
+            .collect()
     };
-    Claim {
-        claim: c3.into(),
-        verdict: verdict(z.clean_acc < c.clean_acc && z.robust_acc_pgd20 < c.robust_acc_pgd20),
-        evidence: format!(
-            "no adapter: clean {}%, PGD-20 {}%; cls_token: clean {}%, PGD-20 {}%",
-            pct(z.clean_acc),
-            pct(z.robust_acc_pgd20),
-            pct(c.clean_acc),
-            pct(c.robust_acc_pgd20)
-        ),
+    let (c, n) = (of("cls_token"), of("nominal"));
+    if c.is_empty() || n.is_empty() {
+        return missing(
+            "1-budget",
+            ClaimKind::Budget,
+            &text,
+            "cls_token, nominal at the budget",
+        );
     }
+    let e = effect(
+        "clean acc, cls_token − nominal",
+        Rule::Above { threshold: 0.0 },
+        paired(&c, &n),
+    );
+    claim("1-budget", ClaimKind::Budget, &text, vec![e], "")
 }
 
-/// Claim 4. Rule: among the co-training rows with an adapter (at least two), the `cls_token`
-/// row is [`at_least_as_good`] as the best clean accuracy and as the best PGD-20 accuracy
-/// (one failing fails).
-pub fn few_parameters_suffice(rows: &[RowResult]) -> Claim {
-    let c4 = "A few domain-specific parameters suffice: the cls token (the fewest) is within 2 \
-              standard errors of the best adapter on clean and on PGD-20 accuracy";
-    let adapters: Vec<&RowResult> = rows
+/// Claim 2. Effects: clean accuracy (clean mode) and robust accuracy (robust mode, see
+/// [`robust_metric`]) of `cls_token` − `dual_layer_norm`, each [`Rule::Within`] [`MARGIN`].
+pub fn cls_token_matches_dual_norm(rows: &[RowResult]) -> Claim {
+    let text = "Separate batch statistics are not needed: adapters with few domain-specific \
+                parameters are sufficient, and the classification token matches dual \
+                normalization layers while using ~49x fewer domain-specific parameters.";
+    if !(has(rows, "cls_token") && has(rows, "dual_layer_norm")) {
+        return missing("2", ClaimKind::Paper, text, "cls_token, dual_layer_norm");
+    }
+    let (name, robust) = robust_metric(rows, &["cls_token", "dual_layer_norm"]);
+    let within = Rule::Within { delta: MARGIN };
+    let clean = effect(
+        "clean acc, cls_token − dual_layer_norm",
+        within,
+        paired(
+            &per_seed(rows, "cls_token", |r| r.clean_acc),
+            &per_seed(rows, "dual_layer_norm", |r| r.clean_acc),
+        ),
+    );
+    let rob = effect(
+        &format!("robust acc ({name}), cls_token − dual_layer_norm"),
+        within,
+        paired(
+            &per_seed(rows, "cls_token", robust),
+            &per_seed(rows, "dual_layer_norm", robust),
+        ),
+    );
+    let params = |n: &str| {
+        rows.iter()
+            .find(|r| r.name == n)
+            .map(|r| r.params_per_domain)
+    };
+    let extra = match (params("cls_token"), params("dual_layer_norm")) {
+        (Some(c), Some(d)) if c > 0 => format!(
+            "domain-specific parameters per domain: cls_token {c}, dual_layer_norm {d} ({:.1}x)",
+            d as f64 / c as f64
+        ),
+        _ => String::new(),
+    };
+    claim("2", ClaimKind::Paper, text, vec![clean, rob], &extra)
+}
+
+/// Claim 3. Effect: clean accuracy (clean mode) of `cls_token` − `none` (co-training without
+/// an adapter), [`Rule::Above`] 0.
+pub fn no_adapter_does_worse(rows: &[RowResult]) -> Claim {
+    let text = "Implied by claims 1-2: co-training with everything shared (no adapter) does \
+                worse in clean mode than with an adapter.";
+    if !(has(rows, "cls_token") && has(rows, "none")) {
+        return missing("3", ClaimKind::Paper, text, "none, cls_token");
+    }
+    let e = effect(
+        "clean acc, cls_token − none",
+        Rule::Above { threshold: 0.0 },
+        paired(
+            &per_seed(rows, "cls_token", |r| r.clean_acc),
+            &per_seed(rows, "none", |r| r.clean_acc),
+        ),
+    );
+    claim("3", ClaimKind::Paper, text, vec![e], "")
+}
+
+/// The front's points at the smallest and largest β.
+fn ends(r: &RowResult) -> Option<(f64, f64, f64, f64)> {
+    let lo = r.front.iter().min_by(|a, b| a.beta.total_cmp(&b.beta))?;
+    let hi = r.front.iter().max_by(|a, b| a.beta.total_cmp(&b.beta))?;
+    (hi.beta > lo.beta).then_some((lo.clean_acc, lo.robust_acc, hi.clean_acc, hi.robust_acc))
+}
+
+/// Claim 4. Effects on the `cls_token` row's soup front: clean accuracy at β = 1 − at β = 0,
+/// and robust accuracy at β = 0 − at β = 1, each [`Rule::Above`] 0 (the soups trade one for
+/// the other).
+pub fn soups_trade_off(rows: &[RowResult]) -> Claim {
+    let text = "Adversarial model soups (linear combinations of the clean and adversarial \
+                tokens) trade off clean against robust accuracy within one model, at no extra \
+                inference cost.";
+    let fronts: Vec<(u64, (f64, f64, f64, f64))> = rows
         .iter()
-        .filter(|r| r.has_adapter && r.regime == "co_training")
+        .filter(|r| r.name == "cls_token")
+        .filter_map(|r| ends(r).map(|e| (r.seed, e)))
         .collect();
-    let c = match get(rows, "cls_token") {
-        Some(c) if adapters.len() >= 2 => c,
-        _ => return missing(c4, "cls_token and at least one other adapter"),
-    };
-    let best_clean = adapters
-        .iter()
-        .max_by(|a, b| a.clean_acc.total_cmp(&b.clean_acc))
-        .copied()
-        .unwrap_or(c);
-    let best_rob = adapters
-        .iter()
-        .max_by(|a, b| a.robust_acc_pgd20.total_cmp(&b.robust_acc_pgd20))
-        .copied()
-        .unwrap_or(c);
-    let m1 = margin(
-        c.clean_acc,
-        c.n_clean,
-        best_clean.clean_acc,
-        best_clean.n_clean,
-    );
-    let m2 = margin(
-        c.robust_acc_pgd20,
-        c.n_robust_pgd20,
-        best_rob.robust_acc_pgd20,
-        best_rob.n_robust_pgd20,
-    );
-    Claim {
-        claim: c4.into(),
-        verdict: graded(both(
-            at_least_as_good(c.clean_acc, best_clean.clean_acc, m1),
-            at_least_as_good(c.robust_acc_pgd20, best_rob.robust_acc_pgd20, m2),
-        )),
-        evidence: format!(
-            "cls_token ({} params/domain): clean {}%, PGD-20 {}%; best clean {} ({} \
-             params) {}%; best PGD-20 {} ({} params) {}%",
-            c.params_per_domain,
-            pct(c.clean_acc),
-            pct(c.robust_acc_pgd20),
-            best_clean.name,
-            best_clean.params_per_domain,
-            pct(best_clean.clean_acc),
-            best_rob.name,
-            best_rob.params_per_domain,
-            pct(best_rob.robust_acc_pgd20)
-        ),
+    if fronts.is_empty() {
+        return missing("4", ClaimKind::Paper, text, "cls_token with a soup front");
     }
+    let above = Rule::Above { threshold: 0.0 };
+    let clean = effect(
+        "cls_token soup clean acc, β=1 − β=0",
+        above,
+        fronts.iter().map(|(s, e)| (*s, e.2 - e.0)).collect(),
+    );
+    let robust = effect(
+        "cls_token soup robust acc, β=0 − β=1",
+        above,
+        fronts.iter().map(|(s, e)| (*s, e.1 - e.3)).collect(),
+    );
+    claim(
+        "4",
+        ClaimKind::Paper,
+        text,
+        vec![clean, robust],
+        "one model: the soup is a weighted average of the two tokens, the same network",
+    )
 }
 
-/// Claim 5. Rule: the `cls_token` row's mean soup accuracy over its per-shift selections is
-/// strictly above the mean of its clean mode and strictly above the mean of its robust mode
-/// (no margin).
+/// Claim 5. Effect on the `cls_token` row: the mean over shifts of (accuracy of the soup at
+/// the β chosen on held-out data − the better of its two modes), [`Rule::Above`] 0.
 pub fn soups_adapt_to_shifts(rows: &[RowResult]) -> Claim {
-    let c5 = "Adversarial soups adapt to distribution shifts: with β chosen per shift on \
-              held-out data, the cls-token soup beats both of its modes on average over the \
-              shifts";
-    let c = match get(rows, "cls_token") {
-        Some(c) if !c.shifts.is_empty() => c,
-        _ => return missing(c5, "cls_token with per-shift selections"),
-    };
-    let robust_mean =
-        c.shifts.iter().map(|s| s.robust_mode_acc).sum::<f64>() / c.shifts.len() as f64;
-    Claim {
-        claim: c5.into(),
-        verdict: verdict(c.mean_soup_acc > c.mean_corruption_acc && c.mean_soup_acc > robust_mean),
-        evidence: format!(
-            "mean over {} shifts: soup {}%, clean mode {}%, robust mode {}%; the soup \
-             beats both modes on {} of {} shifts",
-            c.shifts.len(),
-            pct(c.mean_soup_acc),
-            pct(c.mean_corruption_acc),
-            pct(robust_mean),
-            c.soup_beats_both,
-            c.shifts.len()
-        ),
+    let text = "Choosing the soup per distribution shift adapts the model to that shift (ImageNet \
+                variants: +4.00 points over Masked Autoencoders). Testable form at small \
+                scale: the β chosen on a held-out split of a shifted set beats both endpoints \
+                on that set's test split.";
+    let d: Vec<(u64, f64)> = rows
+        .iter()
+        .filter(|r| r.name == "cls_token" && !r.shifts.is_empty())
+        .map(|r| {
+            let gain = r
+                .shifts
+                .iter()
+                .map(|s| s.soup_acc - s.clean_mode_acc.max(s.robust_mode_acc))
+                .sum::<f64>();
+            (r.seed, gain / r.shifts.len() as f64)
+        })
+        .collect();
+    if d.is_empty() {
+        return missing(
+            "5",
+            ClaimKind::Paper,
+            text,
+            "cls_token with per-shift selections",
+        );
     }
+    let beats: usize = rows
+        .iter()
+        .filter(|r| r.name == "cls_token")
+        .map(|r| r.soup_beats_both)
+        .sum();
+    let shifts: usize = rows
+        .iter()
+        .filter(|r| r.name == "cls_token")
+        .map(|r| r.shifts.len())
+        .sum();
+    let e = effect(
+        "cls_token per-shift soup − better mode, mean over shifts",
+        Rule::Above { threshold: 0.0 },
+        d,
+    );
+    let extra = format!("the soup beats both modes on {beats} of {shifts} (shift, seed) pairs");
+    claim("5", ClaimKind::Paper, text, vec![e], &extra)
+}
+
+/// A softer, related check (ours; SPEC.md §7 states no robust-accuracy claim): the
+/// `cls_token` row's robust mode vs `adversarial` training, robust accuracy (see
+/// [`robust_metric`]) [`Rule::Above`] −[`MARGIN`].
+pub fn robust_accuracy_kept_softer(rows: &[RowResult]) -> Claim {
+    let text = "Related check, ours (not among the paper's claims listed in SPEC.md §7): \
+                co-training with the cls-token adapter keeps adversarial training's robust \
+                accuracy in its robust mode, at most 1 point below it.";
+    if !(has(rows, "cls_token") && has(rows, "adversarial")) {
+        return missing(
+            "robust-softer",
+            ClaimKind::Softer,
+            text,
+            "cls_token, adversarial",
+        );
+    }
+    let (name, robust) = robust_metric(rows, &["cls_token", "adversarial"]);
+    let e = effect(
+        &format!("robust acc ({name}), cls_token − adversarial"),
+        Rule::Above { threshold: -MARGIN },
+        paired(
+            &per_seed(rows, "cls_token", robust),
+            &per_seed(rows, "adversarial", robust),
+        ),
+    );
+    claim("robust-softer", ClaimKind::Softer, text, vec![e], "")
 }
 
 #[cfg(test)]

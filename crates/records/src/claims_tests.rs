@@ -1,24 +1,55 @@
-//! One test per claim rule: made-up rows that yield each verdict the rule can give.
+//! One test per rule and outcome: made-up result sets (three seeds unless a test says
+//! otherwise) that yield each verdict the rule can give.
 
 use super::*;
+use crate::adapter_sweep::{BudgetRow, BudgetSpec, StandardResult};
 use crate::testing::row;
 
-/// nominal, adversarial, none, cls_token, bias: every claim holds.
+const SEEDS: [u64; 3] = [0, 1, 2];
+/// Seed-to-seed variation shared by every row of a seed (same data order and init).
+const JITTER: [f64; 3] = [0.0, 0.03, -0.02];
+
+/// Three seeds of nominal, adversarial, none, cls_token and dual_layer_norm: every paper claim
+/// reproduced (cls_token 2 points above nominal, 3 above none, within 0.3 of dual LN).
 fn rows() -> Vec<RowResult> {
-    vec![
-        row("nominal", 0.88, 0.01, 0.0, 0),
-        row("adversarial", 0.76, 0.62, 0.60, 0),
-        row("none", 0.80, 0.55, 0.53, 0),
-        row("cls_token", 0.875, 0.61, 0.60, 64),
-        row("bias", 0.86, 0.60, 0.58, 1802),
-    ]
+    let mut v = Vec::new();
+    for (i, s) in SEEDS.iter().enumerate() {
+        let j = JITTER[i];
+        let small = [0.0, 0.002, -0.001][i];
+        for mut r in [
+            row("nominal", 0.80 + j, 0.01, 0.0, 0),
+            row("adversarial", 0.70 + j, 0.60 + j, 0.58 + j, 0),
+            row("none", 0.79 + j - small, 0.55, 0.53, 0),
+            row(
+                "cls_token",
+                0.82 + j + small,
+                0.61 + j,
+                0.59 + j + small,
+                64,
+            ),
+            row("dual_layer_norm", 0.822 + j, 0.612 + j, 0.591 + j, 3136),
+        ] {
+            r.seed = *s;
+            v.push(r);
+        }
+    }
+    v
 }
 
-const CLS: usize = 3;
+/// Sets a field of row `name` at each seed (index into [`SEEDS`]).
+fn edit(rows: &mut [RowResult], name: &str, f: impl Fn(&mut RowResult, usize)) {
+    for r in rows.iter_mut().filter(|r| r.name == name) {
+        let i = SEEDS
+            .iter()
+            .position(|s| *s == r.seed)
+            .expect("a known seed");
+        f(r, i);
+    }
+}
 
-fn with(edit: impl FnOnce(&mut Vec<RowResult>)) -> Vec<RowResult> {
+fn with(f: impl FnOnce(&mut Vec<RowResult>)) -> Vec<RowResult> {
     let mut r = rows();
-    edit(&mut r);
+    f(&mut r);
     r
 }
 
@@ -26,197 +57,376 @@ fn without(name: &str) -> Vec<RowResult> {
     with(|r| r.retain(|r| r.name != name))
 }
 
-#[test]
-fn margin_is_two_standard_errors_of_the_difference() {
-    let m = margin(0.5, 100, 0.5, 100);
-    assert!((m - 2.0 * 0.005f64.sqrt()).abs() < 1e-12, "{m}");
-    assert_eq!(margin(0.5, 0, 0.5, 0), 0.0);
-    assert_eq!(at_least_as_good(0.5, 0.5, 0.0), Some(true));
-    assert_eq!(at_least_as_good(0.4, 0.5, 0.05), Some(false));
-    assert_eq!(at_least_as_good(0.48, 0.5, 0.05), Some(true));
-    assert_eq!(at_least_as_good(0.48, 0.5, 0.08), None);
+fn seed0() -> Vec<RowResult> {
+    with(|r| r.retain(|r| r.seed == 0))
+}
+
+fn iv(values: &[f64]) -> Interval {
+    interval(values)
 }
 
 #[test]
-fn claims_follow_the_numbers() {
-    let rows = rows();
-    let c = claims(&rows);
-    assert_eq!(c.len(), 5);
-    assert!(c.iter().all(|c| c.verdict == Verdict::Holds), "{c:#?}");
-    // the robust mode far below adversarial training: claim 2 fails
-    let mut worse = rows.clone();
-    worse[CLS].robust_acc_pgd20 = 0.50;
-    let c = claims(&worse);
-    assert_eq!(c[1].verdict, Verdict::DoesNotHold, "{:?}", c[1]);
+fn above_rule_each_outcome() {
+    let rule = Rule::Above { threshold: 0.0 };
     assert_eq!(
-        c[2].verdict,
-        Verdict::DoesNotHold,
-        "no-adapter beats it now"
+        verdict_of(rule, &iv(&[0.02, 0.021, 0.019])),
+        Verdict::Reproduced
     );
-    // behind by less than a wide margin (few attacked images): inconclusive, not "holds"
-    let mut few = rows.clone();
-    for r in &mut few {
-        r.n_robust_pgd20 = 100;
-        r.n_robust_apgd = 100;
-    }
-    few[CLS].robust_acc_pgd20 = 0.57;
-    let c = claims(&few);
-    assert_eq!(c[1].verdict, Verdict::Inconclusive, "{:?}", c[1]);
-    // a claim whose rows are missing is not measured, never guessed
-    let c = claims(&rows[..2]);
-    assert!(
-        c.iter().all(|c| c.verdict == Verdict::NotMeasured),
-        "{c:#?}"
+    assert_eq!(
+        verdict_of(rule, &iv(&[-0.02, -0.021, -0.019])),
+        Verdict::NotReproduced
+    );
+    // an interval ending exactly at the boundary excludes the claimed side (> 0)
+    assert_eq!(verdict_of(rule, &iv(&[0.0, 0.0])), Verdict::NotReproduced);
+    assert_eq!(
+        verdict_of(rule, &iv(&[0.02, -0.02, 0.01])),
+        Verdict::Inconclusive
+    );
+    // one seed: no interval, no verdict either way
+    assert_eq!(verdict_of(rule, &iv(&[0.05])), Verdict::Inconclusive);
+    assert_eq!(verdict_of(rule, &iv(&[-0.05])), Verdict::Inconclusive);
+    assert_eq!(verdict_of(rule, &iv(&[])), Verdict::NotMeasured);
+    assert_eq!(
+        verdict_of(rule, &iv(&[f64::NAN, 0.1])),
+        Verdict::NotMeasured
+    );
+    let soft = Rule::Above { threshold: -0.01 };
+    assert_eq!(
+        verdict_of(soft, &iv(&[-0.005, -0.004, -0.006])),
+        Verdict::Reproduced
+    );
+    assert_eq!(
+        verdict_of(soft, &iv(&[-0.03, -0.031, -0.029])),
+        Verdict::NotReproduced
     );
 }
 
 #[test]
-fn clean_accuracy_kept_rule() {
-    let c = clean_accuracy_kept(&rows());
-    // behind by 0.5 pt with a margin under a point: holds
-    assert_eq!(c.verdict, Verdict::Holds);
+fn within_rule_each_outcome() {
+    let rule = Rule::Within { delta: 0.01 };
+    assert_eq!(
+        verdict_of(rule, &iv(&[0.002, -0.001, 0.0])),
+        Verdict::Reproduced
+    );
+    assert_eq!(
+        verdict_of(rule, &iv(&[0.05, 0.051, 0.049])),
+        Verdict::NotReproduced
+    );
+    assert_eq!(
+        verdict_of(rule, &iv(&[-0.05, -0.051, -0.049])),
+        Verdict::NotReproduced
+    );
+    // straddles the margin
+    assert_eq!(
+        verdict_of(rule, &iv(&[0.01, 0.012, 0.008])),
+        Verdict::Inconclusive
+    );
+    assert_eq!(verdict_of(rule, &iv(&[0.0])), Verdict::Inconclusive);
+}
+
+#[test]
+fn combine_rule_each_outcome() {
+    use Verdict::*;
+    assert_eq!(combine(&[Reproduced, Reproduced]), Reproduced);
+    assert_eq!(combine(&[Reproduced, Inconclusive]), Inconclusive);
+    assert_eq!(combine(&[Inconclusive, NotReproduced]), NotReproduced);
+    assert_eq!(combine(&[Reproduced, NotMeasured]), NotMeasured);
+    assert_eq!(combine(&[]), NotMeasured);
+}
+
+#[test]
+fn every_claim_reproduced_on_the_base_set() {
+    let c = claims(&rows(), None);
+    assert_eq!(c.len(), 7);
+    assert!(c.iter().all(|c| c.verdict == Verdict::Reproduced), "{c:#?}");
+    let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["1", "1-softer", "2", "3", "4", "5", "robust-softer"]);
+    assert!(
+        c[0].claim.contains("+1.12 points"),
+        "quoted as the paper states it"
+    );
+    assert_eq!(c[1].kind, ClaimKind::Softer);
+}
+
+#[test]
+fn claim_1_each_outcome() {
+    let c = clean_accuracy_improves(&rows());
+    assert_eq!(c.verdict, Verdict::Reproduced, "{}", c.evidence);
     assert_eq!(
         c.evidence,
-        "cls_token clean mode 87.50% vs nominal 88.00% (margin 0.93 pt, n=10000)"
+        "clean acc, cls_token − nominal: 2.03 [1.65, 2.41] pt over 3 seed(s) (seed 0: +2.00, \
+         seed 1: +2.20, seed 2: +1.90; claimed > 0) → reproduced"
     );
-    let better = with(|r| r[CLS].clean_acc = 0.89);
-    assert_eq!(clean_accuracy_kept(&better).verdict, Verdict::Holds);
-    let behind = with(|r| r[CLS].clean_acc = 0.80);
-    assert_eq!(clean_accuracy_kept(&behind).verdict, Verdict::DoesNotHold);
-    // 100 test images: a ~9.7 pt margin, too wide to call 3 pt behind "the same"
-    let few = with(|r| {
-        for r in r.iter_mut() {
-            r.n_clean = 100;
-        }
-        r[CLS].clean_acc = 0.85;
+    // the run the issue describes: cls token 0.5 points below nominal, every seed
+    let below = with(|r| edit(r, "cls_token", |r, i| r.clean_acc = 0.795 + JITTER[i]));
+    assert_eq!(
+        clean_accuracy_improves(&below).verdict,
+        Verdict::NotReproduced
+    );
+    let mixed = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.clean_acc = 0.80 + JITTER[i] + [0.01, -0.01, 0.004][i]
+        })
     });
-    assert_eq!(clean_accuracy_kept(&few).verdict, Verdict::Inconclusive);
-    let c = clean_accuracy_kept(&without("nominal"));
+    assert_eq!(
+        clean_accuracy_improves(&mixed).verdict,
+        Verdict::Inconclusive
+    );
+    let one = clean_accuracy_improves(&seed0());
+    assert_eq!(one.verdict, Verdict::Inconclusive);
+    assert!(
+        one.evidence.contains("2.00 [n/a] pt over 1 seed(s)"),
+        "{}",
+        one.evidence
+    );
+    let c = clean_accuracy_improves(&without("nominal"));
     assert_eq!(c.verdict, Verdict::NotMeasured);
     assert_eq!(c.evidence, "needs the rows cls_token, nominal");
 }
 
 #[test]
-fn robust_accuracy_kept_rule() {
-    assert_eq!(robust_accuracy_kept(&rows()).verdict, Verdict::Holds);
-    let pgd_behind = with(|r| r[CLS].robust_acc_pgd20 = 0.50);
-    assert_eq!(
-        robust_accuracy_kept(&pgd_behind).verdict,
-        Verdict::DoesNotHold
-    );
-    let apgd_behind = with(|r| r[CLS].robust_acc_apgd_ce = 0.40);
-    assert_eq!(
-        robust_accuracy_kept(&apgd_behind).verdict,
-        Verdict::DoesNotHold
-    );
-    let few = with(|r| {
-        for r in r.iter_mut() {
-            r.n_robust_pgd20 = 100;
-            r.n_robust_apgd = 100;
-        }
-        r[CLS].robust_acc_pgd20 = 0.57;
+fn claim_1_pairs_by_seed() {
+    // seeds vary a lot (±10 points) while cls_token is 1 point above nominal at every seed:
+    // paired, the effect is clear; listed in another order, the pairs are the same
+    let spread = [0.0, 0.10, -0.10];
+    let mut r = with(|r| {
+        edit(r, "nominal", |r, i| r.clean_acc = 0.80 + spread[i]);
+        edit(r, "cls_token", |r, i| {
+            r.clean_acc = 0.81 + spread[i] + [0.0, 0.001, -0.001][i]
+        });
     });
-    assert_eq!(robust_accuracy_kept(&few).verdict, Verdict::Inconclusive);
+    assert_eq!(clean_accuracy_improves(&r).verdict, Verdict::Reproduced);
+    // nominal's seeds listed in the opposite order to cls_token's
+    r.sort_by_key(|x| {
+        if x.name == "nominal" {
+            10 - x.seed
+        } else {
+            x.seed
+        }
+    });
+    let c = clean_accuracy_improves(&r);
+    assert_eq!(c.verdict, Verdict::Reproduced, "{}", c.evidence);
+    // a seed only one row has is left out, not paired with another seed
+    let r = with(|r| r.retain(|r| !(r.name == "nominal" && r.seed == 2)));
+    let seeds: Vec<u64> = clean_accuracy_improves(&r).effects[0]
+        .per_seed
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(seeds, [0, 1]);
+}
+
+#[test]
+fn claim_1_softer_each_outcome() {
+    let half_below = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.clean_acc = 0.795 + JITTER[i] + [0.0, 0.001, -0.001][i]
+        })
+    });
+    // the paper's claim is not reproduced, the softer line is: separate lines
     assert_eq!(
-        robust_accuracy_kept(&without("adversarial")).verdict,
+        clean_accuracy_improves(&half_below).verdict,
+        Verdict::NotReproduced
+    );
+    assert_eq!(
+        clean_accuracy_kept_softer(&half_below).verdict,
+        Verdict::Reproduced
+    );
+    let far_below = with(|r| edit(r, "cls_token", |r, i| r.clean_acc = 0.77 + JITTER[i]));
+    assert_eq!(
+        clean_accuracy_kept_softer(&far_below).verdict,
+        Verdict::NotReproduced
+    );
+    let around = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.clean_acc = 0.79 + JITTER[i] + [0.0, 0.01, -0.01][i]
+        })
+    });
+    assert_eq!(
+        clean_accuracy_kept_softer(&around).verdict,
+        Verdict::Inconclusive
+    );
+}
+
+#[test]
+fn claim_1_at_budget_each_outcome() {
+    let budget = |cls: [f64; 3]| BudgetResults {
+        spec: BudgetSpec {
+            label: "4x".into(),
+            set: vec![],
+        },
+        rows: SEEDS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                [("nominal", 0.85), ("cls_token", cls[i])].map(|(n, acc)| BudgetRow {
+                    name: n.into(),
+                    seed: *s,
+                    clean_acc: acc,
+                    n_clean: 10_000,
+                    robust_acc: 0.5,
+                    n_robust: 1000,
+                    train_seconds: 1.0,
+                    run_dir: "r".into(),
+                })
+            })
+            .collect(),
+    };
+    let v = |b: BudgetResults| clean_accuracy_improves_at_budget(&b).verdict;
+    assert_eq!(v(budget([0.86, 0.861, 0.862])), Verdict::Reproduced);
+    assert_eq!(v(budget([0.84, 0.841, 0.842])), Verdict::NotReproduced);
+    assert_eq!(v(budget([0.86, 0.84, 0.855])), Verdict::Inconclusive);
+    let mut b = budget([0.86, 0.861, 0.862]);
+    b.rows.retain(|r| r.name == "nominal");
+    assert_eq!(v(b), Verdict::NotMeasured);
+    let c = claims(&rows(), Some(&budget([0.86, 0.861, 0.862])));
+    assert_eq!(c.last().map(|c| c.kind), Some(ClaimKind::Budget));
+}
+
+#[test]
+fn claim_2_each_outcome() {
+    let c = cls_token_matches_dual_norm(&rows());
+    assert_eq!(c.verdict, Verdict::Reproduced, "{}", c.evidence);
+    assert!(
+        c.evidence.contains("robust acc (APGD-CE)"),
+        "{}",
+        c.evidence
+    );
+    assert!(
+        c.evidence
+            .contains("cls_token 64, dual_layer_norm 3136 (49.0x)")
+    );
+    // dual LN 5 points cleaner at every seed: does not match
+    let cleaner = with(|r| edit(r, "dual_layer_norm", |r, i| r.clean_acc = 0.87 + JITTER[i]));
+    assert_eq!(
+        cls_token_matches_dual_norm(&cleaner).verdict,
+        Verdict::NotReproduced
+    );
+    let noisy = with(|r| {
+        edit(r, "dual_layer_norm", |r, i| {
+            r.robust_acc_apgd_ce = 0.59 + JITTER[i] + [0.02, -0.02, 0.0][i]
+        })
+    });
+    assert_eq!(
+        cls_token_matches_dual_norm(&noisy).verdict,
+        Verdict::Inconclusive
+    );
+    // with the standard ensemble on every (row, seed), the claim uses it
+    let standard = |acc: f64| StandardResult {
+        n: 1000,
+        clean_acc: 0.8,
+        robust_acc: acc,
+        attacks: vec!["apgd-ce".into()],
+        sanity_flags: vec![],
+        report: "r".into(),
+    };
+    let std_far = with(|r| {
+        edit(r, "cls_token", |r, _| r.standard = Some(standard(0.40)));
+        edit(r, "dual_layer_norm", |r, i| {
+            r.standard = Some(standard(0.50 + [0.0, 0.001, 0.002][i]))
+        });
+    });
+    let c = cls_token_matches_dual_norm(&std_far);
+    assert_eq!(c.verdict, Verdict::NotReproduced, "{}", c.evidence);
+    assert!(c.evidence.contains("standard ensemble"), "{}", c.evidence);
+    assert_eq!(
+        cls_token_matches_dual_norm(&without("dual_layer_norm")).verdict,
         Verdict::NotMeasured
     );
 }
 
 #[test]
-fn no_adapter_is_a_compromise_rule() {
-    assert_eq!(no_adapter_is_a_compromise(&rows()).verdict, Verdict::Holds);
-    let cleaner = with(|r| r[2].clean_acc = 0.90);
+fn claim_3_each_outcome() {
+    assert_eq!(no_adapter_does_worse(&rows()).verdict, Verdict::Reproduced);
+    let cleaner = with(|r| edit(r, "none", |r, i| r.clean_acc = 0.84 + JITTER[i]));
     assert_eq!(
-        no_adapter_is_a_compromise(&cleaner).verdict,
-        Verdict::DoesNotHold
+        no_adapter_does_worse(&cleaner).verdict,
+        Verdict::NotReproduced
     );
-    // strictly lower: a tie on robust accuracy does not hold
-    let tie = with(|r| r[2].robust_acc_pgd20 = r[CLS].robust_acc_pgd20);
+    let close = with(|r| {
+        edit(r, "none", |r, i| {
+            r.clean_acc = 0.82 + JITTER[i] + [0.01, -0.01, 0.0][i]
+        })
+    });
+    assert_eq!(no_adapter_does_worse(&close).verdict, Verdict::Inconclusive);
     assert_eq!(
-        no_adapter_is_a_compromise(&tie).verdict,
-        Verdict::DoesNotHold
-    );
-    assert_eq!(
-        no_adapter_is_a_compromise(&without("none")).verdict,
+        no_adapter_does_worse(&without("none")).verdict,
         Verdict::NotMeasured
     );
 }
 
 #[test]
-fn few_parameters_suffice_rule() {
-    let c = few_parameters_suffice(&rows());
-    assert_eq!(c.verdict, Verdict::Holds);
-    assert!(
-        c.evidence.starts_with("cls_token (64 params/domain)"),
-        "{}",
-        c.evidence
-    );
-    let bias_far_cleaner = with(|r| r[4].clean_acc = 0.95);
-    let c = few_parameters_suffice(&bias_far_cleaner);
-    assert_eq!(c.verdict, Verdict::DoesNotHold);
-    assert!(
-        c.evidence.contains("best clean bias (1802 params) 95.00%"),
-        "{}",
-        c.evidence
-    );
-    let bias_far_more_robust = with(|r| r[4].robust_acc_pgd20 = 0.75);
-    assert_eq!(
-        few_parameters_suffice(&bias_far_more_robust).verdict,
-        Verdict::DoesNotHold
-    );
-    let few = with(|r| {
-        for r in r.iter_mut() {
-            r.n_clean = 100;
-        }
-        r[4].clean_acc = 0.90;
+fn claim_4_each_outcome() {
+    // the front of testing::row: clean rises 10 points with β, robust falls 30
+    assert_eq!(soups_trade_off(&rows()).verdict, Verdict::Reproduced);
+    let flat = with(|r| {
+        edit(r, "cls_token", |r, _| {
+            let c = r.front[0].clean_acc;
+            r.front[1].clean_acc = c - 0.01;
+        })
     });
-    assert_eq!(few_parameters_suffice(&few).verdict, Verdict::Inconclusive);
-    // cls_token is the only adapter row
-    let c = few_parameters_suffice(&without("bias"));
-    assert_eq!(c.verdict, Verdict::NotMeasured);
-    assert_eq!(
-        c.evidence,
-        "needs the rows cls_token and at least one other adapter"
-    );
+    assert_eq!(soups_trade_off(&flat).verdict, Verdict::NotReproduced);
+    let noisy = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.front[1].robust_acc = r.front[0].robust_acc + [0.01, -0.02, 0.005][i]
+        })
+    });
+    assert_eq!(soups_trade_off(&noisy).verdict, Verdict::Inconclusive);
+    let no_front = with(|r| edit(r, "cls_token", |r, _| r.front.truncate(1)));
+    assert_eq!(soups_trade_off(&no_front).verdict, Verdict::NotMeasured);
 }
 
 #[test]
-fn soups_adapt_to_shifts_rule() {
+fn claim_5_each_outcome() {
+    // testing::row's shift: soup 65%, clean mode 60%, robust mode 50%
     let c = soups_adapt_to_shifts(&rows());
-    assert_eq!(c.verdict, Verdict::Holds);
-    assert_eq!(
-        c.evidence,
-        "mean over 1 shifts: soup 65.00%, clean mode 60.00%, robust mode 50.00%; the soup beats \
-         both modes on 1 of 1 shifts"
+    assert_eq!(c.verdict, Verdict::Reproduced, "{}", c.evidence);
+    assert!(
+        c.evidence.contains("on 3 of 3 (shift, seed) pairs"),
+        "{}",
+        c.evidence
     );
-    let below_clean = with(|r| r[CLS].mean_soup_acc = 0.55);
+    let worse = with(|r| edit(r, "cls_token", |r, _| r.shifts[0].soup_acc = 0.58));
     assert_eq!(
-        soups_adapt_to_shifts(&below_clean).verdict,
-        Verdict::DoesNotHold
+        soups_adapt_to_shifts(&worse).verdict,
+        Verdict::NotReproduced
     );
-    let below_robust = with(|r| r[CLS].shifts[0].robust_mode_acc = 0.7);
-    assert_eq!(
-        soups_adapt_to_shifts(&below_robust).verdict,
-        Verdict::DoesNotHold
-    );
-    let no_shifts = with(|r| r[CLS].shifts.clear());
-    assert_eq!(
-        soups_adapt_to_shifts(&no_shifts).verdict,
-        Verdict::NotMeasured
-    );
-    assert_eq!(
-        soups_adapt_to_shifts(&without("cls_token")).verdict,
-        Verdict::NotMeasured
-    );
+    let mixed = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.shifts[0].soup_acc = 0.60 + [0.02, -0.02, 0.01][i]
+        })
+    });
+    assert_eq!(soups_adapt_to_shifts(&mixed).verdict, Verdict::Inconclusive);
+    let none = with(|r| edit(r, "cls_token", |r, _| r.shifts.clear()));
+    assert_eq!(soups_adapt_to_shifts(&none).verdict, Verdict::NotMeasured);
 }
 
 #[test]
-fn unmeasured_numbers_show_as_a_dash() {
-    let c = clean_accuracy_kept(&with(|r| r[CLS].clean_acc = f64::NAN));
-    assert!(
-        c.evidence.starts_with("cls_token clean mode -% vs"),
-        "{}",
-        c.evidence
+fn robust_softer_each_outcome() {
+    assert_eq!(
+        robust_accuracy_kept_softer(&rows()).verdict,
+        Verdict::Reproduced
+    );
+    let far = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.robust_acc_apgd_ce = 0.50 + JITTER[i]
+        })
+    });
+    assert_eq!(
+        robust_accuracy_kept_softer(&far).verdict,
+        Verdict::NotReproduced
+    );
+    let around = with(|r| {
+        edit(r, "cls_token", |r, i| {
+            r.robust_acc_apgd_ce = 0.57 + JITTER[i] + [0.01, -0.01, 0.0][i]
+        })
+    });
+    assert_eq!(
+        robust_accuracy_kept_softer(&around).verdict,
+        Verdict::Inconclusive
+    );
+    assert_eq!(
+        robust_accuracy_kept_softer(&without("adversarial")).verdict,
+        Verdict::NotMeasured
     );
 }

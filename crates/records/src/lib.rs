@@ -1,8 +1,9 @@
 //! advsoup-records: the on-disk records that one advsoup process writes and another reads —
 //! a training run's `final.json`, `metrics.jsonl` and `run.json`, the soup sweep over β
 //! (`soup.json`, `select-*.json`), the benchmark reports, `advsoup info --json`'s parameter
-//! counts and the adapter sweep's `results.json` — plus the pure logic that reads them
-//! (markdown tables, the paper-claim verdicts).
+//! counts, the part of `advsoup eval`'s report a summary needs (`eval_report`) and the adapter
+//! sweep's `results.json` — plus the pure logic that reads them (markdown tables, means with
+//! 95% intervals over seeds in `stats`, the paper-claim verdicts in `claims`).
 //!
 //! Field names and serde attributes are the file formats: renaming a field changes every file
 //! written from then on and breaks every file already written, so a field is only ever added
@@ -28,9 +29,11 @@
 pub mod adapter_sweep;
 pub mod bench;
 pub mod claims;
+pub mod eval_report;
 pub mod params;
 pub mod run;
 pub mod soup;
+pub mod stats;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 

@@ -3,14 +3,16 @@
 
 use std::path::PathBuf;
 
-use crate::adapter_sweep::{RowResult, ShiftSoupResult};
+use crate::adapter_sweep::{FrontPoint, RowResult, ShiftSoupResult};
 use crate::soup::{NamedAcc, Recipe, SoupRow, SoupSweep, ThreatModel};
 
 /// An adapter-sweep row named `name` (its regime and adapter follow from the name) with the
-/// given clean, PGD-20 and APGD-CE accuracies and domain-specific parameter count.
+/// given clean, PGD-20 and APGD-CE accuracies and domain-specific parameter count, seed 0; its
+/// soup front runs from (clean − 0.1, apgd) at β = 0 to (clean, apgd − 0.3) at β = 1.
 pub fn row(name: &str, clean: f64, robust: f64, apgd: f64, params: usize) -> RowResult {
     RowResult {
         name: name.into(),
+        seed: 0,
         label: name.into(),
         regime: if ["nominal", "adversarial"].contains(&name) {
             name.into()
@@ -39,6 +41,19 @@ pub fn row(name: &str, clean: f64, robust: f64, apgd: f64, params: usize) -> Row
             robust_mode_acc: 0.5,
             n_test: 1000,
         }],
+        front: vec![
+            FrontPoint {
+                beta: 0.0,
+                clean_acc: clean - 0.1,
+                robust_acc: apgd,
+            },
+            FrontPoint {
+                beta: 1.0,
+                clean_acc: clean,
+                robust_acc: apgd - 0.3,
+            },
+        ],
+        standard: None,
         train_seconds: 10.0,
         sweep_seconds: 1.0,
         run_dir: PathBuf::from("r"),

@@ -2,33 +2,38 @@
 //! small scale) as one resumable command. ("Sweep" here is over adapters; `advsoup soup sweep`
 //! sweeps the soup weight β of one model.)
 //!
-//! Every row trains from the same base config with the same seed, data order and budget
-//! (`advsoup train`), then is evaluated by the cli (`advsoup soup sweep` for clean/PGD-20/APGD-CE
-//! accuracy along β, `advsoup soup select` per corruption with β chosen on held-out data,
-//! `advsoup info --run` for the parameter counts). Each step leaves its own file in the row's run
-//! directory; a step whose file exists is skipped, so an interrupted sweep resumes without
+//! Every row trains from the same base config with the same data order and budget, once per
+//! seed (`<out>/runs/seed-<s>/<row>`, `advsoup train`), then is evaluated by the cli (`advsoup
+//! soup sweep` for clean/PGD-20/APGD-CE accuracy along β, `advsoup soup select` per corruption
+//! with β chosen on held-out data, `advsoup eval --attack standard` on the rows the claims rest
+//! on, `advsoup info --run` for the parameter counts, `advsoup report --run` for the run's
+//! page). The budget axis trains nominal and co-training + cls token again at the sweep file's
+//! longer `[budget]` (`budget-<row>`). Each step leaves its own file in the run directory; a
+//! step whose file exists is skipped, so an interrupted sweep resumes per (row, seed) without
 //! retraining finished runs. This module only orchestrates and aggregates: every number comes
 //! from a file the cli wrote, read through its type in `advsoup-records`, which also holds the
-//! paper-claim verdicts.
+//! intervals and the paper-claim verdicts; advsoup-report draws the plots and the HTML page.
 //!
 //! - [`plan`]: the sweep file and its rows;
-//! - [`run`]: one row's cli calls, each skipped when its file exists;
-//! - [`collect`]: the rows' files read into `results.json`'s records;
-//! - [`report`]: the table and REPORT.md.
+//! - [`run`]: one (row, seed)'s cli calls, each skipped when its file exists;
+//! - [`collect`]: the runs' files read into `results.json`'s records, summaries and claims;
+//! - [`report`]: the table, REPORT.md, fronts.svg and report.html.
 
 mod collect;
 mod plan;
 mod report;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use advsoup_records::adapter_sweep::SweepResults;
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
 pub use run::private_binary;
 
-use run::{Advsoup, s, write_atomic};
+use run::{Advsoup, write_atomic};
 
 /// `cargo xtask sweep-adapters`.
 #[derive(clap::Args, Debug)]
@@ -46,16 +51,46 @@ pub struct SweepArgs {
     /// Retrain and re-evaluate the selected rows even when their results exist.
     #[arg(long)]
     pub force: bool,
-    /// Override the sweep file's seed.
+    /// Seeds, comma list (default: the sweep file's seed and the next two; with `--quick`,
+    /// the sweep file's seed alone). Each (row, seed) is its own run; a finished one is never
+    /// retrained.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+    /// Skip the budget axis (nominal vs co-training + cls token at the sweep file's longer
+    /// `[budget]`).
     #[arg(long)]
-    pub seed: Option<u64>,
+    pub no_budget: bool,
+    /// Compare the results.json this run writes with another one, ignoring wall times; fail
+    /// naming the first difference (a rerun with the same seeds must reproduce it).
+    #[arg(long)]
+    pub check_against: Option<PathBuf>,
     /// Use a debug build of advsoup (dependencies are optimized in dev builds too; this skips
     /// the release build, e.g. in CI where the tests already built the debug one).
     #[arg(long)]
     pub dev: bool,
-    /// Output directory (default: reports/sweep-<name>[-quick]-<seed>).
+    /// Output directory (default: reports/sweep-<name>[-quick]).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// The seeds of a run: `--seeds`, else the sweep file's seed and the next two (one with
+/// `--quick`).
+pub fn seeds(args_seeds: Option<&[u64]>, base: u64, quick: bool) -> Result<Vec<u64>> {
+    let seeds = match args_seeds {
+        Some(s) => s.to_vec(),
+        None if quick => vec![base],
+        None => (base..base + 3).collect(),
+    };
+    if seeds.is_empty() {
+        bail!("--seeds: expected at least one seed");
+    }
+    let mut sorted = seeds.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != seeds.len() {
+        bail!("--seeds: a seed is listed twice in {seeds:?}");
+    }
+    Ok(sorted)
 }
 
 /// Runs the sweep and writes the report.
@@ -70,16 +105,16 @@ pub fn run(args: SweepArgs) -> Result<()> {
     if args.quick {
         config = plan::quick(config)?;
     }
-    if let Some(seed) = args.seed {
-        config.seed = seed;
+    if args.no_budget {
+        config.budget = None;
     }
+    let seeds = seeds(args.seeds.as_deref(), config.seed, args.quick)?;
     let rows = plan::select_rows(plan::rows(&config), args.only.as_deref())?;
     let out = args.out.clone().unwrap_or_else(|| {
         root.join("reports").join(format!(
-            "sweep-{}{}-{}",
+            "sweep-{}{}",
             config.name,
             if args.quick { "-quick" } else { "" },
-            config.seed
         ))
     });
     let runs = out.join("runs");
@@ -89,53 +124,135 @@ pub fn run(args: SweepArgs) -> Result<()> {
     };
     let base = root.join(&config.base);
     let t0 = Instant::now();
-    for (i, row) in rows.iter().enumerate() {
-        println!(
-            "\n== [{}/{}] {} ({}) [{:.0}s]",
-            i + 1,
-            rows.len(),
-            row.name,
-            row.label,
-            t0.elapsed().as_secs_f64()
-        );
-        run::run_row(&advsoup, &config, &base, &runs, row, args.force)?;
+    let budget_rows: Vec<&plan::RowSpec> =
+        rows.iter().filter(|r| collect::is_budget_row(r)).collect();
+    let steps =
+        seeds.len() * (rows.len() + config.budget.as_ref().map_or(0, |_| budget_rows.len()));
+    let mut step = 0;
+    for &seed in &seeds {
+        let mut at_seed = config.clone();
+        at_seed.seed = seed;
+        let seed_runs = run::seed_dir(&runs, seed);
+        std::fs::create_dir_all(&seed_runs)
+            .with_context(|| format!("creating {}", seed_runs.display()))?;
+        for row in &rows {
+            step += 1;
+            println!(
+                "\n== [{step}/{steps}] seed {seed}: {} ({}) [{:.0}s]",
+                row.name,
+                row.label,
+                t0.elapsed().as_secs_f64()
+            );
+            run::run_row(&advsoup, &at_seed, &base, &seed_runs, row, args.force)?;
+        }
+        if let Some(budget) = &config.budget {
+            for row in &budget_rows {
+                step += 1;
+                println!(
+                    "\n== [{step}/{steps}] seed {seed}: budget axis, {} ({}) [{:.0}s]",
+                    row.name,
+                    budget.label,
+                    t0.elapsed().as_secs_f64()
+                );
+                run::run_budget_row(
+                    &advsoup,
+                    &at_seed,
+                    &base,
+                    &seed_runs,
+                    row,
+                    &budget.set,
+                    args.force,
+                )?;
+            }
+        }
     }
-    let results = collect::collect(&config, &runs, args.quick)?;
+    let results = collect::collect(&config, &runs, &seeds, args.quick)?;
     if results.rows.is_empty() {
         bail!("no row has results under {}", runs.display());
     }
-    let fronts: Vec<String> = results
-        .rows
-        .iter()
-        .filter(|r| r.has_adapter)
-        .map(|r| format!("{}={}", r.name, r.soup_json.display()))
-        .collect();
-    if !fronts.is_empty() {
-        let mut a = vec![
-            s("soup"),
-            s("fronts"),
-            s("--title"),
-            format!(
-                "sweep {}{}: soup fronts per adapter (eps {})",
-                config.name,
-                if args.quick { " (quick)" } else { "" },
-                results.eps
-            ),
-            s("--out"),
-            out.join("fronts.svg").display().to_string(),
-        ];
-        a.extend(fronts);
-        advsoup.run(&a)?;
-    }
     let json = serde_json::to_string_pretty(&results)?;
     write_atomic(&out.join("results.json"), json.as_bytes())?;
-    let report = report::report_md(&results);
-    write_atomic(&out.join("REPORT.md"), report.as_bytes())?;
+    report::write_all(&results, &out)?;
     println!("\n{}", report::table(&results));
+    println!("{}", report::claims_md(&results));
     println!(
-        "sweep done in {:.0}s: {} (REPORT.md, results.json, fronts.svg)",
+        "sweep done in {:.0}s: {} (REPORT.md, report.html, results.json, fronts.svg)",
         t0.elapsed().as_secs_f64(),
         out.display()
     );
+    if let Some(other) = &args.check_against {
+        check_against(&out.join("results.json"), other)?;
+    }
     Ok(())
+}
+
+/// `--check-against`: the same results up to wall times, or the first difference. Both sides
+/// are read from their files: serde_json's float parsing is not an exact inverse of its
+/// printing, so an in-memory value could differ from the same value read back by one ulp.
+fn check_against(ours: &Path, other: &Path) -> Result<()> {
+    let ours: SweepResults = advsoup_records::read_json(ours)?;
+    let theirs: SweepResults = advsoup_records::read_json(other)?;
+    match first_difference(&ours.without_times(), &theirs.without_times(), "") {
+        None => {
+            println!(
+                "results.json matches {} (wall times ignored)",
+                other.display()
+            );
+            Ok(())
+        }
+        Some(path) => bail!(
+            "results.json differs from {} at `{path}` (wall times ignored)",
+            other.display()
+        ),
+    }
+}
+
+/// The JSON pointer of the first place two values differ.
+pub fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(u), Some(v)) => first_difference(u, v, &format!("{at}/{k}")),
+                _ => Some(format!("{at}/{k}")),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (u, v))| first_difference(u, v, &format!("{at}/{i}"))),
+        _ if a == b => None,
+        _ => Some(if at.is_empty() { "/".into() } else { at.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_default_to_three_or_one_and_refuse_duplicates() {
+        assert_eq!(seeds(None, 5, false).expect("default"), [5, 6, 7]);
+        assert_eq!(seeds(None, 5, true).expect("quick"), [5]);
+        assert_eq!(seeds(Some(&[2, 0]), 5, false).expect("given"), [0, 2]);
+        let e = seeds(Some(&[1, 1]), 0, false)
+            .expect_err("twice")
+            .to_string();
+        assert!(e.contains("--seeds"), "{e}");
+    }
+
+    #[test]
+    fn first_difference_names_the_path() {
+        let a = serde_json::json!({"rows": [{"clean_acc": 0.5, "train_seconds": 0.0}], "eps": 0.1});
+        let mut b = a.clone();
+        assert_eq!(first_difference(&a, &b, ""), None);
+        b["rows"][0]["clean_acc"] = serde_json::json!(0.51);
+        assert_eq!(
+            first_difference(&a, &b, "").as_deref(),
+            Some("/rows/0/clean_acc")
+        );
+        b["rows"] = serde_json::json!([]);
+        assert_eq!(first_difference(&a, &b, "").as_deref(), Some("/rows"));
+    }
 }

@@ -49,6 +49,23 @@ fn check(config: &SweepConfig) -> Result<()> {
             bail!("{field}: expected a positive number");
         }
     }
+    let names: Vec<String> = rows(config).into_iter().map(|r| r.name).collect();
+    if let Some(bad) = config
+        .eval
+        .standard_rows
+        .iter()
+        .find(|r| !names.contains(r))
+    {
+        bail!(
+            "eval.standard_rows: unknown row `{bad}`, expected some of {}",
+            names.join(", ")
+        );
+    }
+    if let Some(b) = &config.budget
+        && b.set.is_empty()
+    {
+        bail!("budget.set: expected the overrides of the longer budget (e.g. optim.epochs=12)");
+    }
     if config.corruption_list().is_empty() {
         bail!("soup.corruptions: expected at least one corruption (per-shift soups need one)");
     }
@@ -71,6 +88,9 @@ pub fn quick(mut config: SweepConfig) -> Result<SweepConfig> {
     s.corruptions = q.corruptions.unwrap_or_else(|| s.corruptions.clone());
     s.n_held_out = q.n_held_out.unwrap_or(s.n_held_out);
     s.n_test = q.n_test.unwrap_or(s.n_test);
+    config.eval.n_standard = q.n_standard.unwrap_or(config.eval.n_standard);
+    // the quick variant's own budget axis, or none (CI time)
+    config.budget = q.budget;
     check(&config)?;
     Ok(config)
 }
@@ -197,6 +217,21 @@ pub(crate) mod tests {
         let q = quick(c.clone()).expect("quick");
         assert!(q.set.len() > c.set.len());
         assert!(q.eval.n_robust <= c.eval.n_robust);
+        assert!(
+            c.eval.n_standard >= 1000,
+            "the claims' rows get >= 1000 images"
+        );
+        assert!(q.eval.n_standard < c.eval.n_standard);
+        for r in [
+            "cls_token",
+            "nominal",
+            "adversarial",
+            "none",
+            "dual_layer_norm",
+        ] {
+            assert!(c.eval.standard_rows.iter().any(|s| s == r), "{r}");
+        }
+        assert!(c.budget.is_some() && q.budget.is_some());
     }
 
     #[test]
@@ -226,6 +261,13 @@ pub(crate) mod tests {
                 "soup.severity",
             ),
             (good.replace("lora_rank = 4", "lora_rank = 0"), "lora_rank"),
+            (
+                good.replace(
+                    "standard_rows = [\"nominal\"",
+                    "standard_rows = [\"nominl\"",
+                ),
+                "eval.standard_rows",
+            ),
             (format!("{good}\nbogus = 1\n"), "bogus"),
         ] {
             let p = dir.join("s.toml");

@@ -98,8 +98,26 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(advsoup_io::write_atomic(path, bytes)?)
 }
 
-/// Trains, sweeps β, selects β per shift and counts the parameters of one row, skipping each
-/// step whose file exists (`force`: the row's run directory and settings are removed first).
+/// The run directories of one seed: `<out>/runs/seed-<seed>`.
+pub(super) fn seed_dir(runs: &Path, seed: u64) -> PathBuf {
+    runs.join(format!("seed-{seed}"))
+}
+
+/// Removes a row's run directory and settings (`--force`).
+fn remove_row(runs: &Path, name: &str) -> Result<()> {
+    let run_dir = runs.join(name);
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("--force: removing {}", run_dir.display()))?;
+    }
+    let _ = std::fs::remove_file(runs.join(format!("{name}.settings.json")));
+    Ok(())
+}
+
+/// Trains, sweeps β, selects β per shift, runs the `standard` ensemble (rows the claims rest
+/// on), counts the parameters and writes the run's page (`report.html`) of one row at `config.seed` under `runs` (the seed's
+/// directory), skipping each step whose file exists (`force`: the row's run directory and
+/// settings are removed first). A finished (row, seed) is never retrained.
 pub(super) fn run_row(
     advsoup: &Advsoup,
     config: &SweepConfig,
@@ -109,18 +127,86 @@ pub(super) fn run_row(
     force: bool,
 ) -> Result<()> {
     let run_dir = runs.join(&row.name);
-    if force && run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir)
-            .with_context(|| format!("--force: removing {}", run_dir.display()))?;
-    }
     if force {
-        let _ = std::fs::remove_file(runs.join(format!("{}.settings.json", row.name)));
+        remove_row(runs, &row.name)?;
     }
-    train(advsoup, config, base, runs, row)?;
+    train(advsoup, config, base, runs, row, &[])?;
     let soup_dir = run_dir.join("soup");
     soup_sweep(advsoup, config, row, &run_dir, &soup_dir)?;
     select_per_shift(advsoup, config, row, &run_dir, &soup_dir)?;
-    param_counts(advsoup, &run_dir)
+    if config.eval.n_standard > 0 && config.eval.standard_rows.contains(&row.name) {
+        standard_eval(advsoup, config, &run_dir)?;
+    }
+    param_counts(advsoup, &run_dir)?;
+    run_page(advsoup, &run_dir)
+}
+
+/// Step 6, the run's page (`report.html`), rewritten every time: cheap, and it shows every
+/// evaluation the directory holds by now.
+fn run_page(advsoup: &Advsoup, run_dir: &Path) -> Result<()> {
+    advsoup.output(&[s("report"), s("--run"), run_dir.display().to_string()])?;
+    Ok(())
+}
+
+/// The budget axis's run of `row` (named `budget-<row>`): trained with the budget's
+/// overrides after the sweep's; no soups (the claim it serves needs the final table only).
+pub(super) fn run_budget_row(
+    advsoup: &Advsoup,
+    config: &SweepConfig,
+    base: &Path,
+    runs: &Path,
+    row: &RowSpec,
+    budget: &[String],
+    force: bool,
+) -> Result<()> {
+    let spec = budget_spec(row);
+    if force {
+        remove_row(runs, &spec.name)?;
+    }
+    train(advsoup, config, base, runs, &spec, budget)?;
+    run_page(advsoup, &runs.join(&spec.name))
+}
+
+/// The budget axis's name for `row`.
+pub(super) fn budget_spec(row: &RowSpec) -> RowSpec {
+    RowSpec {
+        name: format!("budget-{}", row.name),
+        ..row.clone()
+    }
+}
+
+/// The file of the `standard` ensemble on a row's robust mode.
+pub(super) fn standard_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("eval-standard-robust.json")
+}
+
+/// Step 4, the `standard` ensemble on the robust mode (at the run's final ε), resumable by the
+/// cli (`<out>.partial/`); skipped when its report exists.
+fn standard_eval(advsoup: &Advsoup, config: &SweepConfig, run_dir: &Path) -> Result<()> {
+    let out = standard_path(run_dir);
+    if exists(&out) {
+        println!("standard ensemble: {} (skipped)", out.display());
+        return Ok(());
+    }
+    let fin: advsoup_records::run::FinalReport =
+        advsoup_records::read_json(&run_dir.join("final.json"))?;
+    advsoup.run(&[
+        s("eval"),
+        s("--run"),
+        run_dir.display().to_string(),
+        s("--attack"),
+        s("standard"),
+        s("--eps"),
+        s(fin.eps),
+        s("--n"),
+        s(config.eval.n_standard),
+        s("--mode"),
+        s("robust"),
+        s("--seed"),
+        s(config.seed),
+        s("--out"),
+        out.display().to_string(),
+    ])
 }
 
 /// Step 1, train: resumes an interrupted run; skipped when final.json exists. The row's exact
@@ -131,10 +217,11 @@ fn train(
     base: &Path,
     runs: &Path,
     row: &RowSpec,
+    extra: &[String],
 ) -> Result<()> {
     let run_dir = runs.join(&row.name);
     let mut a = vec![s("train"), s("--config"), base.display().to_string()];
-    for o in &config.set {
+    for o in config.set.iter().chain(extra) {
         a.extend([s("--set"), o.clone()]);
     }
     a.extend([
@@ -159,7 +246,7 @@ fn train(
         let old: RowSettings = advsoup_records::read_json(&settings_path)?;
         if old != settings {
             bail!(
-                "{}: row `{}` was run with other settings (sweep file, --quick or --seed \
+                "{}: row `{}` was run with other settings (sweep file or --quick \
                  changed); rerun with --force to retrain it or pick another --out",
                 settings_path.display(),
                 row.name
@@ -271,7 +358,7 @@ fn select_per_shift(
     Ok(())
 }
 
-/// Step 4, parameter counts (formula checked against the tensors).
+/// Step 5, parameter counts (formula checked against the tensors).
 fn param_counts(advsoup: &Advsoup, run_dir: &Path) -> Result<()> {
     let counts = run_dir.join("params.json");
     if !exists(&counts) {
