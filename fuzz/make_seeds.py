@@ -51,4 +51,13 @@ for p in (here.parent / "configs").glob("*.toml"):
 for sel in range(18):
     put("safetensors", f"valid-{sel}", bytes([sel, 0x80]))
 put("safetensors", "raw-empty", bytes([0, 0]))
+# resume: fingerprint.json, config.toml, state.json and history.jsonl joined by FF FF FF FF
+# (an empty part is an absent file); see fuzz_targets/resume.rs.
+tiny = (here.parent / "crates/train/fixtures/tiny.toml").read_bytes()
+fingerprint = b'{"format": 1, "fields": {"seed": "3", "vit.embed_dim": "16"}}'
+state = b'{"epoch": 1, "step_in_epoch": 0, "global_step": 2, "loss_sum": 0.0, "loss_count": 0, "train_seconds": 1.0, "epochs": []}'
+history = b'{"time_unix_s": 1, "epoch": 1, "global_step": 2, "changed": [{"field": "optim.epochs", "old": "1", "new": "2"}]}\n'
+put("resume", "old-run", sep.join([b"", tiny, state, b""]))
+put("resume", "with-history", sep.join([fingerprint, tiny, state, history]))
+put("resume", "no-state", sep.join([fingerprint, tiny, b"", b""]))
 print(f"seeds written under {corpus}")

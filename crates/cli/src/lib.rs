@@ -160,8 +160,9 @@ pub struct TrainArgs {
     /// Override the regime: nominal, adversarial or co_training.
     #[arg(long)]
     pub regime: Option<String>,
-    /// Continue from the run's checkpoint if there is one.
-    #[arg(long)]
+    /// Continue from the run's checkpoint if there is one (the config must match the run's
+    /// fingerprint.json; the help lists what may change).
+    #[arg(long, long_help = advsoup_train::resume::resume_help())]
     pub resume: bool,
     /// Parent directory of runs.
     #[arg(long, default_value = "runs")]

@@ -2,8 +2,9 @@
 //! a training run's `final.json`, `metrics.jsonl` and `run.json`, the soup sweep over β
 //! (`soup.json`, `select-*.json`), the benchmark reports, `advsoup info --json`'s parameter
 //! counts, the part of `advsoup eval`'s report a summary needs (`eval_report`) and the adapter
-//! sweep's `results.json` — plus the pure logic that reads them (markdown tables, means with
-//! 95% intervals over seeds in `stats`, the paper-claim verdicts in `claims`).
+//! sweep's `results.json`, a run's `fingerprint.json` and `history.jsonl` (`resume`) — plus
+//! the pure logic that reads them (markdown tables, means with 95% intervals over seeds in
+//! `stats`, the paper-claim verdicts in `claims`).
 //!
 //! Field names and serde attributes are the file formats: renaming a field changes every file
 //! written from then on and breaks every file already written, so a field is only ever added
@@ -31,6 +32,7 @@ pub mod bench;
 pub mod claims;
 pub mod eval_report;
 pub mod params;
+pub mod resume;
 pub mod run;
 pub mod soup;
 pub mod stats;

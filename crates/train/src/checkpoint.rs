@@ -20,6 +20,14 @@ pub(crate) fn checkpoint_dir(run: &Path) -> PathBuf {
     run.join("checkpoint")
 }
 
+/// The checkpoint a resume reads: `checkpoint/`, or the `checkpoint.old/` that a crash between
+/// [`save`]'s two renames leaves alone; `None` when there is neither.
+pub(crate) fn existing_dir(run: &Path) -> Option<PathBuf> {
+    [checkpoint_dir(run), run.join("checkpoint.old")]
+        .into_iter()
+        .find(|d| d.exists())
+}
+
 /// Replaces the checkpoint of run directory `run` by `learner` and `state`: written whole into
 /// `checkpoint.tmp/`, then renamed over `checkpoint/` (the previous one moved to
 /// `checkpoint.old/` in between and removed after), so a crash at any point leaves a complete
@@ -108,32 +116,39 @@ pub(crate) fn load<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
         learner.optim.clone(),
         learner.ema.clone(),
     );
-    let mut dir = checkpoint_dir(run);
-    if !dir.exists() {
-        // A crash between the two renames of `save` leaves only the old one.
-        dir = run.join("checkpoint.old");
-        if !dir.exists() {
-            return Ok(None);
-        }
-    }
+    let Some(dir) = existing_dir(run) else {
+        return Ok(None);
+    };
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    let err = |what: &str, message: String| TrainError::Checkpoint {
-        path: dir.join(what),
-        message,
+    // burn's error is its decoder's debug string; the user needs the file and what to do.
+    let err = |what: &str| {
+        let path = dir.join(what);
+        let message = if path.exists() {
+            "cannot be decoded (truncated or damaged)"
+        } else {
+            "missing (an incomplete checkpoint)"
+        };
+        TrainError::Checkpoint {
+            message: format!(
+                "{message}: move {} away and train again, or train under another name",
+                run.display()
+            ),
+            path,
+        }
     };
     let record = recorder
         .load(dir.join("model"), device)
-        .map_err(|e| err("model.bin", e.to_string()))?;
+        .map_err(|_| err("model.bin"))?;
     let module = module.load_record(record);
     let orec = recorder
         .load(dir.join("optim"), device)
-        .map_err(|e| err("optim.bin", e.to_string()))?;
+        .map_err(|_| err("optim.bin"))?;
     let optim = optim.load_record(orec);
     let ema = match ema {
         Some(e) if dir.join("ema.bin").exists() => {
             let rec = recorder
                 .load(dir.join("ema"), device)
-                .map_err(|x| err("ema.bin", x.to_string()))?;
+                .map_err(|_| err("ema.bin"))?;
             Some(e.load_record(rec))
         }
         // EMA switched on for a run that did not keep one: it starts from the weights.
@@ -142,7 +157,9 @@ pub(crate) fn load<B: AutodiffBackend, R: Regime<B>, O: Optimizer<R, B>>(
     };
     let state_path = dir.join("state.json");
     let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
-    let state: State =
-        serde_json::from_slice(&bytes).map_err(|e| err("state.json", e.to_string()))?;
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
+        path: state_path.clone(),
+        message: e.to_string(),
+    })?;
     Ok(Some((Learner { module, optim, ema }, state)))
 }

@@ -11,7 +11,16 @@ use crate::config::{self, TrainConfig};
 /// `data.load_size`, default the model's input size) and `data.val_dir` as the test split
 /// (shorter side resized to 8/7 of the input size, center crop, as timm evaluates at 224).
 pub fn load_data(config: &TrainConfig, fetch: bool) -> Result<advsoup_data::Splits, TrainError> {
-    let mut splits = load_splits(config, fetch)?;
+    let mut splits = load_splits(config, fetch).map_err(|e| match e {
+        // The split names no field; the config's field is what to change.
+        TrainError::Data(advsoup_data::DataError::Invalid(m)) if m.starts_with("held-out size") => {
+            TrainError::Invalid {
+                field: "data.held_out".into(),
+                message: m,
+            }
+        }
+        other => other,
+    })?;
     if let Some(n) = config.data.train_limit
         && n < splits.train.num_samples()
     {

@@ -35,6 +35,21 @@ pub enum TrainError {
         /// The run directory.
         dir: PathBuf,
     },
+    /// `--resume` with a config that computes something else than the run's.
+    #[error(
+        "--resume {dir}: the configuration differs from the run's: {changes} (only {allowed} may change on resume)"
+    )]
+    ConfigChanged {
+        /// The run directory.
+        dir: PathBuf,
+        /// Each changed field, `name old -> new`, comma-separated.
+        changes: String,
+        /// The fields that may change ([`crate::resume::RESUMABLE`]).
+        allowed: String,
+    },
+    /// Another process holds the run directory (or its lock could not be taken).
+    #[error(transparent)]
+    Locked(advsoup_io::LockError),
     /// A checkpoint could not be written or read.
     #[error("{path}: checkpoint: {message}")]
     Checkpoint {
@@ -70,6 +85,9 @@ pub enum TrainError {
     /// A model or adapter file could not be written.
     #[error(transparent)]
     Adapter(advsoup_adapters::io::AdapterIoError),
+    /// A data worker thread stopped without sending its micro-batch.
+    #[error("data worker: {0}")]
+    Worker(String),
     /// Data-parallel setup or communication failed.
     #[error("data-parallel: {0}")]
     Collective(String),

@@ -28,6 +28,7 @@ use crate::parallel::Peer;
 use crate::parallel::cerr;
 use crate::plan::Topology;
 use crate::records::RunSummary;
+use crate::run_dir::{OpenRun, RunDir};
 use crate::step::{Adversarial, CoTraining, Nominal};
 use crate::trainer::{RunOptions, fit};
 use advsoup_data::Splits;
@@ -40,13 +41,17 @@ pub fn train<B: AutodiffBackend>(
     options: &RunOptions,
     device: &B::Device,
 ) -> Result<RunSummary, TrainError> {
+    let topology = Topology::single();
+    crate::trainer::check_setup(config, splits, &topology)?;
+    let opened = RunDir::new(&options.runs_dir, &config.name).open(config, options.resume, true)?;
     train_peer::<B>(
         config,
         splits,
         options,
         device,
-        &Topology::single(),
+        &topology,
         Peer::SOLO,
+        &opened,
     )
 }
 
@@ -57,17 +62,13 @@ pub(crate) fn train_peer<B: AutodiffBackend>(
     device: &B::Device,
     topology: &Topology,
     peer: Peer,
+    opened: &OpenRun,
 ) -> Result<RunSummary, TrainError> {
+    let (c, s, o, d, t) = (config, splits, options, device, topology);
     match config.regime {
-        RegimeName::Nominal => {
-            fit::<B, Nominal<B>>(config, splits, options, device, topology, peer)
-        }
-        RegimeName::Adversarial => {
-            fit::<B, Adversarial<B>>(config, splits, options, device, topology, peer)
-        }
-        RegimeName::CoTraining => {
-            fit::<B, CoTraining<B>>(config, splits, options, device, topology, peer)
-        }
+        RegimeName::Nominal => fit::<B, Nominal<B>>(c, s, o, d, t, peer, opened),
+        RegimeName::Adversarial => fit::<B, Adversarial<B>>(c, s, o, d, t, peer, opened),
+        RegimeName::CoTraining => fit::<B, CoTraining<B>>(c, s, o, d, t, peer, opened),
     }
 }
 
@@ -104,6 +105,13 @@ pub fn train_parallel<B: AutodiffBackend>(
     if topology.nodes > 1 {
         multi_node_allowed(std::env::var_os(MULTI_NODE_ENV).as_deref())?;
     }
+    // Node 0 writes the run: it locks it and checks a resume before any peer starts.
+    let opened = RunDir::new(&options.runs_dir, &config.name).open(
+        config,
+        options.resume,
+        topology.node_rank == 0,
+    )?;
+    let opened = &opened;
     let collective = collective_config(topology)?;
     if topology.nodes > 1 && topology.node_rank == 0 {
         let coordinator = topology.coordinator.as_deref().unwrap_or_default();
@@ -127,7 +135,8 @@ pub fn train_parallel<B: AutodiffBackend>(
                 s.spawn(move || -> Result<crate::RunSummary, TrainError> {
                     let id = PeerId::from(peer.rank);
                     register::<B::InnerBackend>(id, device.clone(), collective).map_err(cerr)?;
-                    let out = train_peer::<B>(config, splits, options, device, topology, peer);
+                    let out =
+                        train_peer::<B>(config, splits, options, device, topology, peer, opened);
                     let finished = finish_collective::<B::InnerBackend>(id).map_err(cerr);
                     let out = out?;
                     finished?;

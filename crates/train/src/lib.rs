@@ -9,7 +9,8 @@
 //!   adversarial halves through their own adapters in one mixed batch.
 //! - A run directory holds the resolved config, `run.json` (seed, git revision), `metrics.jsonl`,
 //!   an atomic checkpoint (model, optimizer, loop state; resumable bit for bit on CPU because every
-//!   step reseeds the backend from (seed, step)), and at the end `model.safetensors`,
+//!   step reseeds the backend from (seed, step)), `fingerprint.json` (what `--resume` must match,
+//!   [`resume`]) and `history.jsonl`, and at the end `model.safetensors`,
 //!   `adapter.safetensors`, `final.json`/`final.md`.
 //!
 //! - Scale-out: [`Plan`] resolves a config on a [`Topology`] (global batch → devices x
@@ -66,6 +67,7 @@ pub mod plan;
 mod progress;
 mod records;
 mod report;
+pub mod resume;
 mod run_dir;
 pub mod schedule;
 mod shard;
@@ -98,5 +100,7 @@ pub(crate) mod test_support {
     }
 }
 
+#[cfg(test)]
+mod resume_tests;
 #[cfg(test)]
 mod tests;

@@ -203,6 +203,15 @@ impl Plan {
             ));
         }
         let steps_per_epoch = train_samples / n;
+        if train_samples == 0 {
+            return Err(bad(
+                "data.held_out",
+                format!(
+                    "{} leaves no training samples (with data.train_limit = {:?})",
+                    config.data.held_out, config.data.train_limit
+                ),
+            ));
+        }
         if steps_per_epoch == 0 {
             return Err(bad(
                 "optim.batch_size",

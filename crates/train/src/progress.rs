@@ -23,6 +23,12 @@ impl Progress {
         Self { bar }
     }
 
+    /// Whether a bar is drawn (asked for, and stderr is a terminal): its lines then replace
+    /// the log's. indicatif hides a bar on a non-terminal, and drops the lines printed above it.
+    pub(crate) fn is_shown(&self) -> bool {
+        self.bar.as_ref().is_some_and(|b| !b.is_hidden())
+    }
+
     /// After a step: the position and a status message.
     pub(crate) fn step(&self, position: usize, message: impl FnOnce() -> String) {
         if let Some(bar) = &self.bar {

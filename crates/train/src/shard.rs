@@ -1,6 +1,9 @@
 //! One peer's share of an epoch: for every optimizer step, its `accumulation` micro-batches of the
 //! global batch ([`Plan::shard_positions`]), prepared on worker threads in a fixed order.
 //!
+//! A sample that cannot be read (a streamed image that fails to decode) ends the epoch with the
+//! data crate's error, sent back from the worker; no worker panics.
+//!
 //! Per-sample augmentation is keyed by (seed, epoch, sample index) and the batch-level mix by the
 //! whole global batch, so a micro-batch's pixels do not depend on how the batch is split.
 
@@ -8,16 +11,36 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use advsoup_data::batcher::PreparedBatch;
-use advsoup_data::{ImageBatch, ImageBatcher, ImageDataset, ImageItem};
-use burn::data::dataset::Dataset;
+use advsoup_data::{DataError, ImageBatch, ImageBatcher, ImageDataset, ImageItem};
 use burn::prelude::Backend;
 
+use crate::TrainError;
 use crate::plan::Plan;
+
+/// A micro-batch as a worker prepares it.
+type Prepared = Result<PreparedBatch, DataError>;
+
+/// Sample `i` of `data`, read fallibly (a streamed file may fail to decode).
+fn item(data: &ImageDataset, i: usize, epoch: u64) -> Result<ImageItem, DataError> {
+    let label = *data.labels().get(i).ok_or_else(|| {
+        DataError::Invalid(format!(
+            "sample index {i} is out of range ({} samples)",
+            data.num_samples()
+        ))
+    })? as usize;
+    Ok(ImageItem {
+        image: data.try_image(i)?.into_owned(),
+        shape: data.shape(),
+        label,
+        index: i,
+        epoch,
+    })
+}
 
 /// Iterator over the steps of one epoch for one peer; each item is the step's micro-batches.
 pub(crate) struct StepIter<B: Backend> {
-    make: Arc<dyn Fn(usize) -> PreparedBatch + Send + Sync>,
-    receivers: Vec<Receiver<PreparedBatch>>,
+    make: Arc<dyn Fn(usize) -> Prepared + Send + Sync>,
+    receivers: Vec<Receiver<Prepared>>,
     next_job: usize,
     jobs: usize,
     accumulation: usize,
@@ -43,37 +66,37 @@ pub(crate) fn epoch_steps<B: Backend>(
     let shards: Arc<Vec<Vec<usize>>> =
         Arc::new((0..a).map(|m| plan.shard_positions(rank, m)).collect());
     let jobs = plan.steps_per_epoch.saturating_sub(skip) * a;
-    let make: Arc<dyn Fn(usize) -> PreparedBatch + Send + Sync> = Arc::new(move |j: usize| {
+    let make: Arc<dyn Fn(usize) -> Prepared + Send + Sync> = Arc::new(move |j: usize| {
         let step = skip + j / a;
         let base = step * n;
-        let items: Vec<ImageItem> = shards[j % a]
+        let items = shards[j % a]
             .iter()
-            .map(|&p| {
-                let i = order[base + p];
-                let mut it = data
-                    .get(i)
-                    .unwrap_or_else(|| panic!("dataset index {i} out of range"));
-                it.epoch = epoch;
-                it
-            })
-            .collect();
-        batcher.prepare_keyed(&items, order[base] as u64, n as u64)
+            .map(|&p| item(&data, order[base + p], epoch))
+            .collect::<Result<Vec<ImageItem>, DataError>>()?;
+        Ok(batcher.prepare_keyed(&items, order[base] as u64, n as u64))
     });
     let workers = workers.min(jobs);
     let mut receivers = Vec::with_capacity(workers);
     for w in 0..workers {
-        let (tx, rx) = sync_channel::<PreparedBatch>(2);
+        let (tx, rx) = sync_channel::<Prepared>(2);
         let make = make.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("advsoup-shard-{w}"))
             .spawn(move || {
                 for j in (w..jobs).step_by(workers) {
-                    if tx.send(make(j)).is_err() {
-                        break; // iterator dropped
+                    let prepared = make(j);
+                    let failed = prepared.is_err();
+                    if tx.send(prepared).is_err() || failed {
+                        break; // iterator dropped, or the error is sent
                     }
                 }
-            })
-            .unwrap_or_else(|e| panic!("cannot spawn data worker: {e}"));
+            });
+        if spawned.is_err() {
+            // No threads to be had: prepare every micro-batch on the loop's thread instead
+            // (the workers already started stop when their receivers go).
+            receivers.clear();
+            break;
+        }
         receivers.push(rx);
     }
     StepIter {
@@ -87,7 +110,7 @@ pub(crate) fn epoch_steps<B: Backend>(
 }
 
 impl<B: Backend> Iterator for StepIter<B> {
-    type Item = Vec<ImageBatch<B>>;
+    type Item = Result<Vec<ImageBatch<B>>, TrainError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next_job >= self.jobs {
@@ -100,12 +123,25 @@ impl<B: Backend> Iterator for StepIter<B> {
             let prepared = if self.receivers.is_empty() {
                 (self.make)(j)
             } else {
-                self.receivers[j % self.receivers.len()]
-                    .recv()
-                    .unwrap_or_else(|_| panic!("data worker for micro-batch {j} died (see above)"))
+                match self.receivers[j % self.receivers.len()].recv() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        self.next_job = self.jobs;
+                        return Some(Err(TrainError::Worker(format!(
+                            "the data worker preparing micro-batch {j} stopped"
+                        ))));
+                    }
+                }
             };
-            out.push(prepared.into_batch(&self.device));
+            match prepared {
+                Ok(p) => out.push(p.into_batch(&self.device)),
+                Err(e) => {
+                    // The epoch ends here: no later micro-batch is waited for.
+                    self.next_job = self.jobs;
+                    return Some(Err(TrainError::Data(e)));
+                }
+            }
         }
-        Some(out)
+        Some(Ok(out))
     }
 }

@@ -117,6 +117,25 @@ batch_size = 8
         assert_eq!(a.table(), b.table());
     }
 
+    /// A streamed training image that does not decode ends the run with the data crate's
+    /// error naming the file, whether a data worker or the held-out evaluation reads it; no
+    /// thread panics.
+    #[test]
+    fn an_undecodable_streamed_image_is_an_error_naming_it_not_a_worker_panic() {
+        let _rng = test_support::serial();
+        let dir = folders();
+        let cfg = config(dir.path(), true);
+        for bad in ["train/c0/3.png", "train/c1/7.png"] {
+            std::fs::write(dir.path().join(bad), b"not a png").expect("corrupt");
+        }
+        let splits = load_data(&cfg, false).expect("streamed: listed, not decoded");
+        let out = RunOptions::new(dir.path().join("runs"));
+        let e = train::<Autodiff<Flex>>(&cfg, &splits, &out, &Default::default())
+            .expect_err("an undecodable image")
+            .to_string();
+        assert!(e.contains("3.png") || e.contains("7.png"), "{e}");
+    }
+
     /// `optim.precision = "bf16"`: the run trains (co-training, attack included) with losses
     /// close to the f32 run's, and what it saves is the f32 master weights.
     #[test]

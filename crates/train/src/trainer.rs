@@ -25,7 +25,7 @@ use crate::plan::{Plan, Topology};
 use crate::progress::Progress;
 use crate::records::{EpochMetrics, FinalReport, RunSummary};
 use crate::report::final_report_peer;
-use crate::run_dir::RunDir;
+use crate::run_dir::{OpenRun, RunDir};
 use crate::shard::{StepIter, epoch_steps};
 use crate::state::{Learner, State};
 use crate::step::{Regime, StepConfig};
@@ -139,8 +139,8 @@ pub(crate) fn check_shift_dirs(shifts: &[ShiftSection]) -> Result<(), TrainError
     Ok(())
 }
 
-/// Trains `config` on `splits` with regime `R` as peer `peer` of `topology`: the run directory,
-/// the learner (fresh or resumed), then epoch after epoch until the plan's last or a stop, then
+/// Trains `config` on `splits` with regime `R` as peer `peer` of `topology` in the run `opened`
+/// ([`RunDir::open`]): the learner (fresh or resumed), the run directory's files, then epoch after epoch until the plan's last or a stop, then
 /// the saved weights and the final table.
 pub(crate) fn fit<B: AutodiffBackend, R: Regime<B>>(
     config: &TrainConfig,
@@ -149,24 +149,22 @@ pub(crate) fn fit<B: AutodiffBackend, R: Regime<B>>(
     device: &B::Device,
     topology: &Topology,
     peer: Peer,
+    opened: &OpenRun,
 ) -> Result<RunSummary, TrainError> {
     let run = RunDir::new(&options.runs_dir, &config.name);
-    if run.has_checkpoint() && !options.resume {
-        return Err(TrainError::RunExists {
-            dir: run.path().to_owned(),
-        });
-    }
     let plan = check_setup(config, splits, topology)?;
+    let mut trainer = Trainer::<B>::new(&plan, options, splits, device, peer, run);
+    // The checkpoint is read before anything is written: a damaged one leaves the run as it was.
+    let mut learner = trainer.start::<R>()?;
     if peer.leader() {
-        run.create(
+        trainer.run.create(
             config,
             &plan,
             &options.git_revision,
             std::any::type_name::<B>(),
+            opened,
         )?;
     }
-    let mut trainer = Trainer::<B>::new(&plan, options, splits, device, peer, run);
-    let mut learner = trainer.start::<R>()?;
     let num_classes = learner.module.model().vit.num_classes();
     let data = EpochData::<B>::new(&plan, splits, num_classes, device);
     let update = trainer.update(num_classes);
@@ -395,6 +393,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         let (plan, rank) = (self.plan, self.peer.rank);
         let steps = data.steps(epoch, plan, rank, self.state.step_in_epoch, self.device);
         for micro_batches in steps {
+            let micro_batches = micro_batches?;
             let stop: &AtomicBool = &self.options.stop;
             let (next, out) = update.step(learner, &mut self.state, micro_batches, epoch, stop)?;
             learner = next;
@@ -500,26 +499,20 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             loss_scale: state.loss_scale,
             skipped_steps: state.loss_scale.map(|_| state.skipped_steps),
         };
-        if self.peer.leader() {
-            tracing::info!(
-                "epoch {}: loss {:.4} held-out clean {:.2}% robust {:.2}% ({:.0} img/s)",
-                metrics.epoch,
-                metrics.loss,
-                100.0 * clean_acc,
-                100.0 * robust_acc,
-                metrics.images_per_s
-            );
+        // One line per epoch: above the progress bar when there is one, else in the log.
+        let line = format!(
+            "epoch {:>3}: loss {:.4}  held-out clean {:.2}%  robust {:.2}%  {:.0} img/s",
+            metrics.epoch,
+            metrics.loss,
+            100.0 * clean_acc,
+            100.0 * robust_acc,
+            metrics.images_per_s
+        );
+        if self.progress.is_shown() {
+            self.progress.println(|| line);
+        } else if self.peer.leader() {
+            tracing::info!("{line}");
         }
-        self.progress.println(|| {
-            format!(
-                "epoch {:>3}: loss {:.4}  held-out clean {:.2}%  robust {:.2}%  {:.0} img/s",
-                metrics.epoch,
-                metrics.loss,
-                100.0 * clean_acc,
-                100.0 * robust_acc,
-                metrics.images_per_s
-            )
-        });
         state.epochs.push(metrics);
         state.epoch += 1;
         state.step_in_epoch = 0;

@@ -3,7 +3,8 @@
 //!
 //! - [`sections`]: the `[model]`, `[data]`, `[attack]`, `[optim]`, `[eval]` tables;
 //! - `validate`: the checks, each naming its field;
-//! - `augment`: the training augmentation of a config.
+//! - `augment`: the training augmentation of a config;
+//! - [`caps`]: the largest counts a config may ask for.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 
 mod augment;
+pub mod caps;
 pub mod sections;
 mod validate;
 
@@ -77,8 +79,10 @@ impl TrainConfig {
                 message: format!("--set {o}: {message}"),
             })?;
         }
+        let mut value = toml::Value::Table(value);
+        whole_floats_to_integers(&mut value);
         let config: TrainConfig =
-            toml::Value::Table(value)
+            value
                 .try_into()
                 .map_err(|e: toml::de::Error| TrainError::Config {
                     path: path.to_owned(),
@@ -153,6 +157,20 @@ fn toml_error(e: &toml::de::Error, text: Option<&str>) -> String {
     match shown.lines().rev().find_map(|l| l.strip_prefix("in `")) {
         Some(keys) => format!("{}: {}", keys.trim_end_matches('`'), e.message()),
         None => e.message().to_string(),
+    }
+}
+
+/// TOML reads `1e11` as a float; a whole float is read as the integer it is, so that a count
+/// written in exponent notation meets the count's own check ([`caps`]) instead of a type error.
+/// Float fields take integers as they are.
+fn whole_floats_to_integers(value: &mut toml::Value) {
+    match value {
+        toml::Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => {
+            *value = toml::Value::Integer(*f as i64);
+        }
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| whole_floats_to_integers(v)),
+        toml::Value::Array(a) => a.iter_mut().for_each(whole_floats_to_integers),
+        _ => {}
     }
 }
 

@@ -27,6 +27,7 @@ impl TrainConfig {
         }
         let vit = self.vit()?;
         self.validate_sizes(&vit)?;
+        self.validate_caps()?;
         self.precision()?;
         if !(self.optim.loss_scale.is_finite() && self.optim.loss_scale >= 1.0) {
             return Err(invalid(
