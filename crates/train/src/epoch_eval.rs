@@ -56,11 +56,11 @@ impl HeldOutEval {
             None,
             bs,
             device,
-        );
+        )?;
         let robust = EvalJob::new(self.attack.clone(), Mode::Adversarial)
             .batch_size(bs)
             .range(shard_range(n_robust, peer))
-            .count::<B>(model, held, device);
+            .count::<B>(model, held, device)?;
         let sums = peer.sum::<B::InnerBackend>(&[correct as f64, robust as f64], device)?;
         let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
         Ok((ratio(sums[0], held.num_samples()), ratio(sums[1], n_robust)))
