@@ -134,7 +134,7 @@ fn eval() -> Result<()> {
     let evaluator = advsoup_attacks::Evaluator::preset("pgd-2", ThreatModel::Linf, 0.1, 0)?;
     let report = advsoup_eval::EvalJob::new(evaluator, Mode::Adversarial)
         .batch_size(2)
-        .run::<AD>(&model, &data, &device)
+        .run::<AD>(&model, &data, &device)?
         .ok_or("no samples evaluated")?;
     assert!(report.robust_accuracy <= report.clean_accuracy);
     println!(

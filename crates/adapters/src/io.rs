@@ -34,6 +34,19 @@ pub enum AdapterIoError {
         /// What the file holds.
         found: String,
     },
+    /// A parameter holds NaN or ±inf (a diverged or damaged model): refused at load, so it is
+    /// never evaluated, souped or exported.
+    #[error(
+        "{path}: parameter `{tensor}` holds a non-finite value ({value}): the weights are unusable"
+    )]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The first such parameter, in name order.
+        tensor: String,
+        /// The first such value (`NaN`, `inf` or `-inf`).
+        value: f32,
+    },
     /// A parameter is missing or has the wrong shape, or the file is not safetensors.
     #[error("{path}: {message}")]
     Content {
@@ -184,6 +197,29 @@ fn check_bytes(
             path,
             format!("parameter `{key}` has dtype {:?}, expected F32", info.dtype),
         ));
+    }
+    check_finite(path, bytes)
+}
+
+/// The first parameter (in name order) holding NaN or ±inf, as an error.
+fn check_finite(path: &Path, bytes: &[u8]) -> Result<(), AdapterIoError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| content_error(path, format!("not a valid safetensors file: {e}")))?;
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in tensors {
+        let bad = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .find(|v| !v.is_finite());
+        if let Some(value) = bad {
+            return Err(AdapterIoError::NonFinite {
+                path: path.to_owned(),
+                tensor: name,
+                value,
+            });
+        }
     }
     Ok(())
 }

@@ -384,6 +384,43 @@ fn adapter_file_of_another_kind_is_refused() {
     );
 }
 
+/// A diverged model: the log of every weight (NaN where negative, -inf at zero).
+struct Poison;
+impl<B: Backend> ModuleMapper<B> for Poison {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| t.log())
+    }
+}
+
+#[test]
+fn weights_holding_nan_or_inf_are_refused_at_load_naming_file_and_parameter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (whole, adapter) = (
+        dir.path().join("m.safetensors"),
+        dir.path().join("a.safetensors"),
+    );
+    let bad = model(AdapterKind::ClsToken, 1).map(&mut Poison);
+    io::save_model(&bad, &whole).expect("save");
+    io::save_adapter(&bad, &adapter).expect("save");
+    let e = io::load_model(model(AdapterKind::ClsToken, 2), &whole)
+        .expect_err("nan model")
+        .to_string();
+    assert!(
+        e.contains("m.safetensors") && e.contains("non-finite") && e.contains("parameter `"),
+        "{e}"
+    );
+    let e = io::load_adapter(model(AdapterKind::ClsToken, 2), &adapter)
+        .expect_err("nan adapter")
+        .to_string();
+    assert!(
+        e.contains("a.safetensors") && e.contains("non-finite"),
+        "{e}"
+    );
+    // A finite model still loads.
+    io::save_model(&model(AdapterKind::ClsToken, 3), &whole).expect("save");
+    io::load_model(model(AdapterKind::ClsToken, 2), &whole).expect("finite model");
+}
+
 #[test]
 fn model_of_another_architecture_names_the_key_and_shapes() {
     let dir = tempfile::tempdir().expect("tempdir");

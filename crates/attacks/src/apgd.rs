@@ -8,7 +8,7 @@ use crate::attack::Attack;
 use crate::core::{
     AttackOutput, Cost, Objective, Oracle, assign_rows, indices, ranked_other_class, to_host_bools,
 };
-use crate::error::AttackError;
+use crate::error::{AttackError, MAX_RESTARTS, MAX_STEPS, MAX_TARGET_CLASSES, check_counts};
 use crate::loss::Loss;
 use crate::rng::Purpose;
 use crate::threat::{ThreatModel, expand_mask};
@@ -102,15 +102,15 @@ impl ApgdConfig {
     /// Checks the fields.
     pub fn validate(&self) -> Result<(), AttackError> {
         self.threat.check_eps(self.eps)?;
-        for (field, v) in [
-            ("n_iter", self.n_iter),
-            ("restarts", self.restarts),
-            ("n_target_classes", self.n_target_classes),
-        ] {
-            if v == 0 {
-                return Err(AttackError::ZeroCount { field });
-            }
-        }
+        check_counts(&[
+            ("n_iter", self.n_iter, MAX_STEPS),
+            ("restarts", self.restarts, MAX_RESTARTS),
+            (
+                "n_target_classes",
+                self.n_target_classes,
+                MAX_TARGET_CLASSES,
+            ),
+        ])?;
         for (field, value) in [("rho", self.rho), ("momentum", self.momentum)] {
             if !(value > 0.0 && value <= 1.0) {
                 return Err(AttackError::Fraction { field, value });

@@ -18,6 +18,9 @@
 //!   a fresh forward pass, and returns a serializable [`EvalReport`] with per-sample results,
 //!   costs, the configs, the seed and [`Sanity`] flags. Presets: `pgd-K`, `fgsm`, `apgd-ce`,
 //!   `apgd-t`, `square`, `standard`.
+//! - Every count is capped at a documented maximum ([`MAX_STEPS`] steps or iterations,
+//!   [`MAX_RESTARTS`] restarts, [`MAX_QUERIES`] queries, [`MAX_TARGET_CLASSES`] targets):
+//!   validation refuses more with [`AttackError::TooLarge`], so no config runs for days.
 //!
 //! What it must not do: depend on a model crate, do IO, print (it logs with `tracing`), or
 //! compute parameter gradients inside an attack.
@@ -66,7 +69,7 @@ mod threat;
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
 pub use attack::Attack;
 pub use core::{AttackOutput, Cost};
-pub use error::AttackError;
+pub use error::{AttackError, MAX_QUERIES, MAX_RESTARTS, MAX_STEPS, MAX_TARGET_CLASSES};
 pub use eval::{
     AttackSpec, AttackStats, EvalReport, Evaluation, Evaluator, SampleResult, Sanity, SweepReport,
 };

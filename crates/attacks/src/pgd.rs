@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{Attack, check_ids};
 use crate::core::{AttackOutput, Best, Objective, Oracle, ranked_other_class};
-use crate::error::AttackError;
+use crate::error::{AttackError, MAX_RESTARTS, MAX_STEPS, check_counts};
 use crate::loss::Loss;
 use crate::rng::Purpose;
 use crate::threat::ThreatModel;
@@ -106,13 +106,10 @@ impl PgdConfig {
         {
             return Err(AttackError::StepSize(self.step_size));
         }
-        if self.steps == 0 {
-            return Err(AttackError::ZeroCount { field: "steps" });
-        }
-        if self.restarts == 0 {
-            return Err(AttackError::ZeroCount { field: "restarts" });
-        }
-        Ok(())
+        check_counts(&[
+            ("steps", self.steps, MAX_STEPS),
+            ("restarts", self.restarts, MAX_RESTARTS),
+        ])
     }
 
     /// A validated attack.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::Attack;
 use crate::core::{AttackOutput, Oracle, to_host_bools};
-use crate::error::AttackError;
+use crate::error::{AttackError, MAX_QUERIES, check_counts};
 use crate::loss::Loss;
 use crate::rng::{KeyedRng, Purpose};
 use crate::threat::{ThreatModel, expand_mask};
@@ -59,9 +59,7 @@ impl SquareConfig {
             });
         }
         self.threat.check_eps(self.eps)?;
-        if self.n_queries == 0 {
-            return Err(AttackError::ZeroCount { field: "n_queries" });
-        }
+        check_counts(&[("n_queries", self.n_queries, MAX_QUERIES)])?;
         if !(self.p_init > 0.0 && self.p_init <= 1.0) {
             return Err(AttackError::Fraction {
                 field: "p_init",

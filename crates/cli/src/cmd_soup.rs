@@ -63,7 +63,8 @@ pub struct SweepArgs {
     /// Attack presets, each run separately on the same images (comma list).
     #[arg(long, default_value = "pgd-10,apgd-ce")]
     pub attacks: String,
-    /// APGD iterations (AutoAttack's standard is 100; fewer keeps 11 β within minutes on a CPU).
+    /// APGD iterations (AutoAttack's standard is 100; fewer keeps 11 β within minutes on a CPU;
+    /// at most 10000).
     #[arg(long, default_value_t = 25)]
     pub apgd_iter: usize,
     /// Radius (ℓ∞; default: the run's attack.eval.eps).
@@ -144,14 +145,16 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();
     let (config, model) = crate::load_run::<AD>(&args.run, &device)?;
-    let splits = advsoup_train::load_data(&config, false)?;
     let eps = args.eps.unwrap_or(config.attack.eval.eps);
+    // Options are checked before the data is read.
+    let attacks = build_attacks(&args.attacks, eps, args.seed, args.apgd_iter)?;
+    let splits = advsoup_train::load_data(&config, false)?;
     let opts = SweepOptions {
         betas: args.betas.0,
         n_clean: args.n_clean,
         n_robust: args.n_robust,
         n_shift: args.n_shift,
-        attacks: build_attacks(&args.attacks, eps, args.seed, args.apgd_iter)?,
+        attacks,
         corruptions: parse_corruptions(&args.corruptions)?,
         severity: args.severity,
         seed: args.seed,
@@ -178,16 +181,21 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         name: &config.name,
         dataset: &dataset,
     };
+    let progress = crate::progress::Progress::start("soup sweep", "soups", opts.betas.len());
+    let mut rows = 0;
     let done =
         advsoup_soup::sweep_into::<AD>(subject, &splits.test, &opts, &device, &out, &mut |r| {
-            eprintln!(
+            progress.println(&format!(
                 "β={:<4} clean {:.2}%  robust {:.2}%  [{:.0}s]",
                 r.beta,
                 100.0 * r.clean_acc,
                 100.0 * r.robust_acc,
                 t0.elapsed().as_secs_f64()
-            );
+            ));
+            rows += 1;
+            progress.update(rows);
         })?;
+    progress.finish();
     print!("{}", done.summary(&out));
     Ok(())
 }

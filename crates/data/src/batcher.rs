@@ -11,7 +11,8 @@ use burn::data::dataset::Dataset;
 use burn::prelude::{Backend, Int, Tensor, TensorData};
 
 use crate::augment::{AugmentConfig, Mix, augment_sample, mix_batch, soft_targets};
-use crate::dataset::ImageItem;
+use crate::dataset::{ImageDataset, ImageItem};
+use crate::error::DataError;
 use crate::rng::Rng;
 
 /// A batch ready for a model.
@@ -193,6 +194,28 @@ impl Default for LoaderConfig {
     }
 }
 
+/// A [`Dataset`] of [`ImageItem`]s that can report why a sample cannot be read: what an
+/// [`ImageLoader`] serves from.
+pub trait TryDataset: Dataset<ImageItem> {
+    /// Sample `i`, or why it cannot be read (out of range, a damaged streamed file).
+    ///
+    /// # Errors
+    /// As [`ImageDataset::try_item`].
+    fn try_item(&self, i: usize) -> Result<ImageItem, DataError>;
+}
+
+impl TryDataset for ImageDataset {
+    fn try_item(&self, i: usize) -> Result<ImageItem, DataError> {
+        ImageDataset::try_item(self, i)
+    }
+}
+
+impl<D: TryDataset> TryDataset for Arc<D> {
+    fn try_item(&self, i: usize) -> Result<ImageItem, DataError> {
+        D::try_item(self, i)
+    }
+}
+
 /// A deterministic multi-worker loader: for a given `(seed, epoch)` the sequence of batches is
 /// identical whatever the number of workers.
 ///
@@ -202,7 +225,7 @@ impl Default for LoaderConfig {
 /// [`DataLoader`] (each call of `iter()` serves the next epoch, starting at 0) so it can be
 /// handed to burn-train.
 pub struct ImageLoader<B: Backend> {
-    dataset: Arc<dyn Dataset<ImageItem>>,
+    dataset: Arc<dyn TryDataset>,
     batcher: Arc<ImageBatcher>,
     config: LoaderConfig,
     device: B::Device,
@@ -235,7 +258,7 @@ impl<B: Backend> Clone for ImageLoader<B> {
 impl<B: Backend> ImageLoader<B> {
     /// A loader over `dataset`.
     pub fn new(
-        dataset: impl Dataset<ImageItem> + 'static,
+        dataset: impl TryDataset + 'static,
         batcher: ImageBatcher,
         config: LoaderConfig,
         device: B::Device,
@@ -285,7 +308,20 @@ impl<B: Backend> ImageLoader<B> {
     }
 
     /// The batches of `epoch`, in order.
+    ///
+    /// # Panics
+    /// On the consumer's thread, with the error's message, when a sample cannot be read (a
+    /// damaged streamed image); use [`ImageLoader::try_epoch`] to get the error instead.
     pub fn epoch(&self, epoch: u64) -> EpochIter<B> {
+        EpochIter {
+            inner: self.try_epoch(epoch),
+        }
+    }
+
+    /// The batches of `epoch`, in order, each `Err` when one of its samples cannot be read (a
+    /// streamed image that fails to decode or to be read, named). Workers never panic on data:
+    /// the error travels back to the caller's thread, and the iterator ends after it.
+    pub fn try_epoch(&self, epoch: u64) -> TryEpochIter<B> {
         let order = self.order(epoch);
         let order = Arc::new(order[..self.num_samples()].to_vec());
         let bs = self.config.batch_size;
@@ -295,18 +331,16 @@ impl<B: Backend> ImageLoader<B> {
             let dataset = self.dataset.clone();
             let batcher = self.batcher.clone();
             let order = order.clone();
-            move |b: usize| -> PreparedBatch {
-                let items: Vec<ImageItem> = order[b * bs..((b + 1) * bs).min(order.len())]
+            move |b: usize| -> Result<PreparedBatch, DataError> {
+                let items = order[b * bs..((b + 1) * bs).min(order.len())]
                     .iter()
                     .map(|&i| {
-                        let mut it = dataset
-                            .get(i)
-                            .unwrap_or_else(|| panic!("dataset index {i} out of range"));
+                        let mut it = dataset.try_item(i)?;
                         it.epoch = epoch;
-                        it
+                        Ok(it)
                     })
-                    .collect();
-                batcher.prepare(&items)
+                    .collect::<Result<Vec<ImageItem>, DataError>>()?;
+                Ok(batcher.prepare(&items))
             }
         };
         let pool = OrderedPool::spawn(
@@ -317,8 +351,8 @@ impl<B: Backend> ImageLoader<B> {
             make,
         )
         .unwrap_or_else(|e| panic!("cannot spawn data worker: {e}"));
-        EpochIter {
-            pool,
+        TryEpochIter {
+            pool: Some(pool),
             items_done: 0,
             total,
             bs,
@@ -330,32 +364,57 @@ impl<B: Backend> ImageLoader<B> {
 /// Batches each worker prepares ahead of the consumer.
 const PREFETCH_PER_WORKER: usize = 2;
 
-/// Iterator over one epoch's batches (see [`ImageLoader::epoch`]).
-pub struct EpochIter<B: Backend> {
-    pool: OrderedPool<PreparedBatch>,
+/// Iterator over one epoch's batches, or the error that stopped it (see
+/// [`ImageLoader::try_epoch`]).
+pub struct TryEpochIter<B: Backend> {
+    /// `None` once an error was returned (the workers are then stopped).
+    pool: Option<OrderedPool<Result<PreparedBatch, DataError>>>,
     items_done: usize,
     total: usize,
     bs: usize,
     device: B::Device,
 }
 
+impl<B: Backend> Iterator for TryEpochIter<B> {
+    type Item = Result<ImageBatch<B>, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let pool = self.pool.as_mut()?;
+        let b = OrderedPool::position(pool);
+        let prepared = pool
+            .next()?
+            .unwrap_or_else(|_| panic!("data worker for batch {b} died (it panicked; see above)"));
+        match prepared {
+            Ok(prepared) => {
+                self.items_done = (self.items_done + self.bs).min(self.total);
+                Some(Ok(prepared.into_batch(&self.device)))
+            }
+            Err(e) => {
+                self.pool = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Iterator over one epoch's batches (see [`ImageLoader::epoch`]).
+pub struct EpochIter<B: Backend> {
+    inner: TryEpochIter<B>,
+}
+
 impl<B: Backend> Iterator for EpochIter<B> {
     type Item = ImageBatch<B>;
 
     fn next(&mut self) -> Option<ImageBatch<B>> {
-        let b = self.pool.position();
-        let prepared = self
-            .pool
-            .next()?
-            .unwrap_or_else(|_| panic!("data worker for batch {b} died (it panicked; see above)"));
-        self.items_done = (self.items_done + self.bs).min(self.total);
-        Some(prepared.into_batch(&self.device))
+        self.inner
+            .next()
+            .map(|batch| batch.unwrap_or_else(|e| panic!("{e}")))
     }
 }
 
 impl<B: Backend> DataLoaderIterator<ImageBatch<B>> for EpochIter<B> {
     fn progress(&self) -> Progress {
-        Progress::new(self.items_done, self.total)
+        Progress::new(self.inner.items_done, self.inner.total)
     }
 }
 

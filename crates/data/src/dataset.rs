@@ -237,6 +237,27 @@ impl ImageDataset {
         self.try_image(i).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Sample `i` as an [`ImageItem`] (epoch 0): the fallible [`Dataset::get`], for callers
+    /// that must report a damaged streamed file instead of panicking.
+    ///
+    /// # Errors
+    /// `i` out of range, or (streamed) its file fails as in [`ImageDataset::try_image`].
+    pub fn try_item(&self, i: usize) -> Result<ImageItem> {
+        let Some(&label) = self.labels.get(i) else {
+            return Err(DataError::Invalid(format!(
+                "sample index {i} out of range: the dataset has {} samples",
+                self.labels.len()
+            )));
+        };
+        Ok(ImageItem {
+            image: self.try_image(i)?.into_owned(),
+            shape: self.shape,
+            label: label as usize,
+            index: i,
+            epoch: 0,
+        })
+    }
+
     /// Bytes per image.
     pub fn image_len(&self) -> usize {
         self.shape.iter().product()
@@ -344,16 +365,12 @@ impl ImageDataset {
     }
 }
 
+/// The infallible view burn's loaders use: `None` past the end, and a panic naming the file
+/// when a streamed image fails to decode. Code that can report errors reads samples with
+/// [`ImageDataset::try_item`] (as [`crate::ImageLoader::try_epoch`] does).
 impl Dataset<ImageItem> for ImageDataset {
     fn get(&self, index: usize) -> Option<ImageItem> {
-        let label = *self.labels.get(index)? as usize;
-        Some(ImageItem {
-            image: self.image(index).into_owned(),
-            shape: self.shape,
-            label,
-            index,
-            epoch: 0,
-        })
+        (index < self.labels.len()).then(|| self.try_item(index).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn len(&self) -> usize {

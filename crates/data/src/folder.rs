@@ -225,14 +225,40 @@ pub fn load_image_folder(
         .with_class_names(index.labels().to_vec()))
 }
 
-/// [`load_image_folder`] without decoding: the dataset keeps the file list and decodes each
-/// image when it is read (`Dataset::get`), so a train set of any size needs memory only for
-/// its paths. Only the first image is decoded here, for the shape; `opts.center_crop` must be
-/// set so that every image decodes to that shape (a file that does not is an error naming it
-/// when read).
+/// Reads the header of an image file (format and size, not the pixels).
 ///
 /// # Errors
-/// As [`load_image_folder`] for the tree and the first image; `opts.center_crop` unset.
+/// A file that cannot be opened or read, or whose header is not a PNG/JPEG header of a
+/// non-empty image, named.
+pub fn check_image_header(path: &Path) -> Result<(u32, u32)> {
+    let decode = |reason: String| DataError::Decode {
+        path: path.into(),
+        reason,
+    };
+    let (w, h) = image::ImageReader::open(path)
+        .map_err(io_err(path))?
+        .with_guessed_format()
+        .map_err(io_err(path))?
+        .into_dimensions()
+        .map_err(|e| decode(e.to_string()))?;
+    if w == 0 || h == 0 {
+        return Err(decode(format!(
+            "the header declares an empty {w}x{h} image"
+        )));
+    }
+    Ok((w, h))
+}
+
+/// [`load_image_folder`] without decoding: the dataset keeps the file list and decodes each
+/// image when it is read ([`ImageDataset::try_item`]), so a train set of any size needs memory
+/// only for its paths. Every file's header is read here ([`check_image_header`]), so a file
+/// that is not an image is named before any work starts; only the first image is decoded, for
+/// the shape. `opts.center_crop` must be set so that every image decodes to that shape. A file
+/// whose header is valid but whose pixels are damaged is an error naming it when read.
+///
+/// # Errors
+/// As [`load_image_folder`] for the tree, every header and the first image;
+/// `opts.center_crop` unset.
 pub fn stream_image_folder(
     root: &Path,
     index: &ClassIndex,
@@ -251,6 +277,9 @@ pub fn stream_image_folder(
         return Err(no_images(root));
     };
     let (_, shape) = decode_image(first, opts)?;
+    for p in &paths[1..] {
+        check_image_header(p)?;
+    }
     Ok(
         ImageDataset::from_files(shape, paths, opts.clone(), labels, index.len())?
             .with_class_names(index.labels().to_vec()),
@@ -484,6 +513,64 @@ mod tests {
             .expect_err("no crop")
             .to_string();
         assert!(e.contains("center crop"), "{e}");
+    }
+
+    #[test]
+    fn a_damaged_streamed_image_is_named_at_open_or_by_try_epoch_without_a_worker_panic() {
+        use crate::{ImageBatcher, ImageLoader, LoaderConfig};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("train");
+        let index = tree(&root);
+        let opts = FolderOptions {
+            channels: 3,
+            resize_shorter: Some(3),
+            center_crop: Some(3),
+        };
+        // Not an image at all: refused at open, before any batch.
+        std::fs::write(root.join("n03/zz.png"), b"garbage, not a png").expect("write");
+        let e = stream_image_folder(&root, &index, &opts)
+            .expect_err("bad header")
+            .to_string();
+        assert!(
+            e.contains("zz.png") && e.contains("failed to decode"),
+            "{e}"
+        );
+        // A valid header over a damaged body: opens, then the batch holding it is an error
+        // naming the file on the caller's thread, and the epoch ends there.
+        std::fs::copy(root.join("n01/b.png"), root.join("n03/zz.png")).expect("copy");
+        crate::testing::damage_png_body(&root.join("n03/zz.png"));
+        let data = stream_image_folder(&root, &index, &opts).expect("header is valid");
+        assert!(data.try_item(4).is_err() && data.try_item(0).is_ok());
+        assert!(
+            data.try_item(5)
+                .expect_err("past the end")
+                .to_string()
+                .contains("out of range")
+        );
+        // Corrupting it (soup's shift sets) returns the error from the worker thread.
+        let e = crate::corrupt::corrupt_dataset(&data, crate::Corruption::ALL[0], 1, 0, 2)
+            .expect_err("damaged")
+            .to_string();
+        assert!(e.contains("zz.png"), "{e}");
+        for workers in [0, 2] {
+            let loader = ImageLoader::<Flex>::new(
+                data.clone(),
+                ImageBatcher::eval(3),
+                LoaderConfig {
+                    batch_size: 2,
+                    num_workers: workers,
+                    shuffle: false,
+                    drop_last: false,
+                    seed: 0,
+                },
+                Default::default(),
+            );
+            let got: Vec<_> = loader.try_epoch(0).collect();
+            assert_eq!(got.len(), 3, "two good batches, then the error");
+            assert!(got[0].is_ok() && got[1].is_ok());
+            let e = got[2].as_ref().expect_err("damaged").to_string();
+            assert!(e.contains("zz.png"), "{e}");
+        }
     }
 
     #[test]

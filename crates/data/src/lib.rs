@@ -60,7 +60,9 @@ pub mod rng;
 pub mod testing;
 
 pub use augment::AugmentConfig;
-pub use batcher::{ImageBatch, ImageBatcher, ImageLoader, LoaderConfig, bench_loader};
+pub use batcher::{
+    ImageBatch, ImageBatcher, ImageLoader, LoaderConfig, TryDataset, TryEpochIter, bench_loader,
+};
 
 pub use corrupt::{Corruption, load_corrupted, materialize_corrupted};
 pub use dataset::{ImageDataset, ImageItem, Split, Splits};

@@ -86,6 +86,42 @@ pub fn tiny_data(n: usize, seed: u64) -> ImageDataset {
     ImageDataset::new([1, 28, 28], pixels, labels, 10).expect("tiny dataset")
 }
 
+/// Writes an ImageFolder tree `<root>/c0/0.png, ..., <root>/c{classes-1}/{per_class-1}.png` of
+/// 28x28 gray PNGs (class `c` a bright band at rows `2c + 4`), readable by
+/// [`crate::folder::load_image_folder`] and [`crate::folder::stream_image_folder`].
+///
+/// # Panics
+/// When the files cannot be written (test support).
+pub fn write_png_folder(root: &Path, classes: usize, per_class: usize) {
+    for c in 0..classes {
+        let dir = root.join(format!("c{c}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in 0..per_class {
+            image::GrayImage::from_fn(28, 28, |x, y| {
+                let band = y as usize / 2 == c + 2;
+                image::Luma([if band {
+                    220
+                } else {
+                    ((x * 7 + y * 3) as usize % 40 + i) as u8
+                }])
+            })
+            .save(dir.join(format!("{i}.png")))
+            .expect("png");
+        }
+    }
+}
+
+/// Overwrites `path` with a copy of itself whose header is intact but whose pixel data is cut
+/// short: it passes [`crate::folder::check_image_header`] and fails to decode.
+///
+/// # Panics
+/// When the file cannot be read or written (test support).
+pub fn damage_png_body(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read png");
+    bytes.truncate(bytes.len().saturating_sub(20).max(40));
+    std::fs::write(path, bytes).expect("write png");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

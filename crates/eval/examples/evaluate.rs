@@ -66,12 +66,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = ImageDataset::new([1, 16, 16], pixels, labels, 4)?;
 
     // Clean accuracy of the robust mode, then its accuracy under PGD-10 at eps = 8/255.
-    let clean = advsoup_eval::accuracy(&model, &data, &Route::mode(Mode::Adversarial), 16, &device);
+    let clean =
+        advsoup_eval::accuracy(&model, &data, &Route::mode(Mode::Adversarial), 16, &device)?;
     let evaluator = Evaluator::preset("pgd-10", ThreatModel::Linf, 8.0 / 255.0, 0)?;
     let report = EvalJob::new(evaluator, Mode::Adversarial)
         .batch_size(16)
         .first(n)
-        .run::<AD>(&model, &data, &device)
+        .run::<AD>(&model, &data, &device)?
         .ok_or("no samples")?;
 
     println!("clean accuracy:  {:.2}%", 100.0 * clean);

@@ -37,7 +37,8 @@ impl EvalJob {
     /// `<out>.json` (both atomically).
     ///
     /// # Errors
-    /// [`EvalError::NoSamples`] when no batch was attacked; a file that cannot be written.
+    /// [`EvalError::NoSamples`] when no batch was attacked; a file that cannot be written; as
+    /// [`EvalJob::run`].
     pub fn write_adversarial<AD: AutodiffBackend>(
         &self,
         model: &AdaptedVit<AD::InnerBackend>,
@@ -51,7 +52,7 @@ impl EvalJob {
             let [_, c, h, w] = e.x_adv.dims();
             shape = [c, h, w];
             images.extend(e.x_adv.clone().into_data().iter::<f32>());
-        });
+        })?;
         let report = report.ok_or(EvalError::NoSamples)?;
         let n = report.samples.len();
         let labels: Vec<f32> = report.samples.iter().map(|s| s.label as f32).collect();

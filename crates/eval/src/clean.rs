@@ -3,17 +3,20 @@
 
 use advsoup_adapters::{AdaptedVit, Route};
 use advsoup_data::folder::ClassSubset;
-use advsoup_data::{ImageBatch, ImageBatcher, ImageDataset, ImageLoader, LoaderConfig};
+use advsoup_data::{DataError, ImageBatch, ImageBatcher, ImageDataset, ImageLoader, LoaderConfig};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-/// The batches of `data` in order, without augmentation.
+use crate::EvalError;
+
+/// The batches of `data` in order, without augmentation; a batch holding a sample that cannot
+/// be read (a damaged streamed image) is that error, naming the file, and ends the iteration.
 pub fn eval_batches<B: Backend>(
     data: &ImageDataset,
     batch_size: usize,
     device: &B::Device,
-) -> impl Iterator<Item = ImageBatch<B>> {
+) -> impl Iterator<Item = Result<ImageBatch<B>, DataError>> {
     let loader = ImageLoader::<B>::new(
         data.clone(),
         ImageBatcher::eval(data.num_classes()),
@@ -26,11 +29,34 @@ pub fn eval_batches<B: Backend>(
         },
         device.clone(),
     );
-    loader.epoch(0)
+    loader.try_epoch(0)
+}
+
+/// Refuses logits holding NaN or ±inf: a model whose weights are not finite would otherwise
+/// "evaluate" to the accuracy of a constant prediction.
+///
+/// # Errors
+/// [`EvalError::NonFinite`] naming `what`.
+pub fn check_finite<B: Backend>(logits: &Tensor<B, 2>, what: &str) -> Result<(), EvalError> {
+    let finite = logits
+        .clone()
+        .into_data()
+        .iter::<f32>()
+        .all(|v| v.is_finite());
+    if finite {
+        Ok(())
+    } else {
+        Err(EvalError::NonFinite {
+            what: what.to_string(),
+        })
+    }
 }
 
 /// Correct top-1 predictions of `model` on `data[range]`; with `mask`, classes outside the
 /// subset are never predicted (ImageNet-R/-A's 200 of 1000 classes).
+///
+/// # Errors
+/// A sample that cannot be read; non-finite logits on the first batch ([`check_finite`]).
 pub fn correct_count<B: Backend>(
     model: &AdaptedVit<B>,
     data: &ImageDataset,
@@ -39,9 +65,9 @@ pub fn correct_count<B: Backend>(
     mask: Option<&ClassSubset>,
     batch_size: usize,
     device: &B::Device,
-) -> usize {
+) -> Result<usize, EvalError> {
     if range.is_empty() {
-        return 0;
+        return Ok(0);
     }
     let part;
     let data = if range == (0..data.num_samples()) {
@@ -50,10 +76,45 @@ pub fn correct_count<B: Backend>(
         part = data.subset(&range.collect::<Vec<_>>());
         &part
     };
-    let mut correct = 0i64;
-    for batch in eval_batches::<B>(data, batch_size, device) {
+    Ok(top1(model, data, route, mask, batch_size, device)?.0)
+}
+
+/// Top-1 accuracy of `model` in `mode` on `data` (0 for an empty set).
+///
+/// # Errors
+/// As [`correct_count`].
+pub fn accuracy<B: Backend>(
+    model: &AdaptedVit<B>,
+    data: &ImageDataset,
+    route: &Route<B>,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<f64, EvalError> {
+    let (correct, total) = top1(model, data, route, None, batch_size, device)?;
+    Ok(if total == 0 {
+        0.0
+    } else {
+        correct as f64 / total as f64
+    })
+}
+
+/// `(correct, total)` top-1 predictions on every sample of `data`.
+fn top1<B: Backend>(
+    model: &AdaptedVit<B>,
+    data: &ImageDataset,
+    route: &Route<B>,
+    mask: Option<&ClassSubset>,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<(usize, usize), EvalError> {
+    let (mut correct, mut total) = (0i64, 0usize);
+    for (b, batch) in eval_batches::<B>(data, batch_size, device).enumerate() {
+        let batch = batch?;
         let n = batch.targets.dims()[0];
         let logits = model.forward(batch.images, route);
+        if b == 0 {
+            check_finite(&logits, "the model's logits on the first batch")?;
+        }
         let logits = match mask {
             Some(m) => m.mask_logits(logits),
             None => logits,
@@ -65,36 +126,9 @@ pub fn correct_count<B: Backend>(
             .sum()
             .into_scalar()
             .elem::<i64>();
-    }
-    correct as usize
-}
-
-/// Top-1 accuracy of `model` in `mode` on `data`.
-pub fn accuracy<B: Backend>(
-    model: &AdaptedVit<B>,
-    data: &ImageDataset,
-    route: &Route<B>,
-    batch_size: usize,
-    device: &B::Device,
-) -> f64 {
-    let mut correct = 0i64;
-    let mut total = 0usize;
-    for batch in eval_batches::<B>(data, batch_size, device) {
-        let n = batch.targets.dims()[0];
-        let pred = model.forward(batch.images, route).argmax(1).reshape([n]);
-        correct += pred
-            .equal(batch.targets)
-            .int()
-            .sum()
-            .into_scalar()
-            .elem::<i64>();
         total += n;
     }
-    if total == 0 {
-        0.0
-    } else {
-        correct as f64 / total as f64
-    }
+    Ok((correct as usize, total))
 }
 
 /// The inner (evaluation) model of a training model.
@@ -141,13 +175,14 @@ mod tests {
         let data = ImageDataset::new([1, 8, 8], pixels, labels, 10).expect("data");
         let route = Route::mode(Mode::Clean);
         // Only class 3 can be predicted, so exactly the samples labelled 3 are correct.
-        let masked = correct_count(&model, &data, 0..n, &route, Some(&subset), 3, &device);
+        let masked =
+            correct_count(&model, &data, 0..n, &route, Some(&subset), 3, &device).expect("count");
         assert_eq!(masked, data.labels().iter().filter(|l| **l == 3).count());
-        let whole = correct_count(&model, &data, 0..n, &route, None, 3, &device);
+        let whole = correct_count(&model, &data, 0..n, &route, None, 3, &device).expect("count");
         // Three contiguous shards (train's `shard_range` for 3 peers).
         let parts: usize = (0..3)
             .map(|rank| n * rank / 3..n * (rank + 1) / 3)
-            .map(|r| correct_count(&model, &data, r, &route, None, 2, &device))
+            .map(|r| correct_count(&model, &data, r, &route, None, 2, &device).expect("count"))
             .sum();
         assert_eq!(whole, parts);
     }

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use advsoup_adapters::{AdaptedVit, Mode, Route};
 use advsoup_attacks::{EvalReport, Evaluation, Evaluator};
@@ -41,6 +42,43 @@ pub struct EvalJob {
     mode: Mode,
     batch_size: usize,
     range: Range<usize>,
+    progress: OnProgress,
+}
+
+/// How far a job has come, in samples: what [`EvalJob::on_progress`] callbacks receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Samples evaluated so far (read from a resumed store included).
+    pub done: usize,
+    /// Samples the job evaluates in all.
+    pub total: usize,
+}
+
+/// A progress callback; jobs compare equal when they share the same one (or have none).
+#[derive(Clone, Default)]
+struct OnProgress(Option<Arc<dyn Fn(Progress) + Send + Sync>>);
+
+impl OnProgress {
+    fn report(&self, done: usize, total: usize) {
+        if let Some(f) = &self.0 {
+            f(Progress { done, total });
+        }
+    }
+}
+
+impl std::fmt::Debug for OnProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+impl PartialEq for OnProgress {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
 }
 
 /// The name of a mode in file names and resume keys: `clean`, `robust`, `soup<β>`.
@@ -60,7 +98,15 @@ impl EvalJob {
             mode,
             batch_size: DEFAULT_BATCH_SIZE,
             range: 0..usize::MAX,
+            progress: OnProgress::default(),
         }
+    }
+
+    /// Calls `f` after every attacked batch (and every chunk read back when resuming) with
+    /// the samples done so far. Library code never draws; the caller decides how to show it.
+    pub fn on_progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = OnProgress(Some(Arc::new(f)));
+        self
     }
 
     /// Attacks `batch_size` samples at a time (also the chunk of [`EvalJob::run_chunked`]).
@@ -102,38 +148,48 @@ impl EvalJob {
     }
 
     /// The merged report of every batch; `None` when the range holds no sample of `data`.
+    ///
+    /// # Errors
+    /// A sample that cannot be read (a damaged streamed image); non-finite logits of the model
+    /// on the first batch ([`crate::check_finite`]), checked before anything is attacked.
     pub fn run<AD: AutodiffBackend>(
         &self,
         model: &AdaptedVit<AD::InnerBackend>,
         data: &ImageDataset,
         device: &AD::Device,
-    ) -> Option<EvalReport> {
+    ) -> Result<Option<EvalReport>, EvalError> {
         self.run_each::<AD>(model, data, device, |_| {})
     }
 
     /// Samples that stay correct under the ensemble (0 for an empty range).
+    ///
+    /// # Errors
+    /// As [`EvalJob::run`].
     pub fn count<AD: AutodiffBackend>(
         &self,
         model: &AdaptedVit<AD::InnerBackend>,
         data: &ImageDataset,
         device: &AD::Device,
-    ) -> usize {
-        self.run::<AD>(model, data, device).map_or(0, |r| r.robust)
+    ) -> Result<usize, EvalError> {
+        Ok(self.run::<AD>(model, data, device)?.map_or(0, |r| r.robust))
     }
 
     /// [`EvalJob::run`], also handing every batch's [`Evaluation`] (with its adversarial
     /// examples) to `on_batch` as it is produced, so callers can keep x_adv without holding the
     /// whole set.
+    ///
+    /// # Errors
+    /// As [`EvalJob::run`].
     pub fn run_each<AD: AutodiffBackend>(
         &self,
         model: &AdaptedVit<AD::InnerBackend>,
         data: &ImageDataset,
         device: &AD::Device,
         mut on_batch: impl FnMut(&Evaluation<AD::InnerBackend>),
-    ) -> Option<EvalReport> {
+    ) -> Result<Option<EvalReport>, EvalError> {
         let Range { start, end } = self.clamped(data);
         if start == end {
-            return None;
+            return Ok(None);
         }
         let subset = data.subset(&(start..end).collect::<Vec<_>>());
         let frozen = AdaptedVit::<AD>::from_inner(model.clone())
@@ -142,18 +198,26 @@ impl EvalJob {
         let route = Route::mode(self.mode);
         let f = |x: Tensor<AD, 4>| frozen.forward(x, &route);
         let mut merged: Option<EvalReport> = None;
+        let mut done = 0;
         for batch in eval_batches::<AD::InnerBackend>(&subset, self.batch_size, device) {
+            let batch = batch?;
+            if merged.is_none() {
+                let logits = model.forward(batch.images.clone(), &Route::mode(self.mode));
+                crate::check_finite(&logits, "the model's logits on the first batch")?;
+            }
             let ids: Vec<u64> = batch.indices.iter().map(|i| (start + *i) as u64).collect();
             let evaluation =
                 self.evaluator
                     .evaluate::<AD, _>(&f, &batch.images, &batch.targets, &ids);
             on_batch(&evaluation);
+            done += ids.len();
+            self.progress.report(done, end - start);
             match merged.as_mut() {
                 Some(m) => m.merge(evaluation.report),
                 None => merged = Some(evaluation.report),
             }
         }
-        merged
+        Ok(merged)
     }
 
     /// [`EvalJob::run`] in chunks of one batch, each kept in `store` once finished, so a
@@ -161,7 +225,7 @@ impl EvalJob {
     /// recomputed. The chunks merge to exactly the one-pass report. `None` for an empty range.
     ///
     /// # Errors
-    /// When a stored chunk cannot be read or a new one cannot be written.
+    /// When a stored chunk cannot be read or a new one cannot be written; as [`EvalJob::run`].
     pub fn run_chunked<AD: AutodiffBackend>(
         &self,
         model: &AdaptedVit<AD::InnerBackend>,
@@ -173,20 +237,23 @@ impl EvalJob {
         let chunk = self.batch_size.max(1);
         let mut report: Option<EvalReport> = None;
         for (i, from) in (start..end).step_by(chunk).enumerate() {
+            let to = (from + chunk).min(end);
             let part = match store.get(i)? {
                 Some(r) => {
                     tracing::debug!(chunk = i, from, "read a finished chunk");
                     r
                 }
                 None => {
-                    let piece = self.clone().range(from..(from + chunk).min(end));
+                    let mut piece = self.clone().range(from..to);
+                    piece.progress = OnProgress::default();
                     let r = piece
-                        .run::<AD>(model, data, device)
+                        .run::<AD>(model, data, device)?
                         .ok_or(EvalError::NoSamples)?;
                     store.put(i, &r)?;
                     r
                 }
             };
+            self.progress.report(to - start, end - start);
             match report.as_mut() {
                 Some(m) => m.merge(part),
                 None => report = Some(part),
@@ -218,7 +285,9 @@ impl EvalJob {
     }
 
     /// Runs the job resumably and writes its report to `out` (pretty JSON, atomically): the
-    /// chunks live in `<out>.partial/` until the report is written, then are removed.
+    /// chunks live in `<out>.partial/` until the report is written, then are removed. A job
+    /// that fails before finishing a chunk (an unreadable first batch, non-finite logits)
+    /// leaves no `<out>.partial/` behind.
     ///
     /// # Errors
     /// [`EvalError::NoSamples`] for an empty range; a chunk or `out` that cannot be written.
@@ -230,9 +299,17 @@ impl EvalJob {
         out: &Path,
     ) -> Result<EvalReport, EvalError> {
         let store = Resumable::open(out, &self.resume_key(model, data))?;
-        let report = self
-            .run_chunked::<AD>(model, data, device, &store)?
-            .ok_or(EvalError::NoSamples)?;
+        let report = match self.run_chunked::<AD>(model, data, device, &store) {
+            Ok(Some(report)) => report,
+            Ok(None) => {
+                store.discard_if_empty();
+                return Err(EvalError::NoSamples);
+            }
+            Err(e) => {
+                store.discard_if_empty();
+                return Err(e);
+            }
+        };
         crate::write_json(out, &report)?;
         store.finish()?;
         Ok(report)
@@ -283,31 +360,31 @@ mod tests {
     fn chunks_ranges_and_the_old_functions_give_the_one_pass_report() {
         let (model, data, job) = setup();
         let device = Default::default();
-        let whole = job.run::<AD>(&model, &data, &device).expect("report");
+        let whole = job
+            .run::<AD>(&model, &data, &device)
+            .expect("run")
+            .expect("report");
         assert_eq!((whole.n, whole.samples.len()), (7, 7));
         let ids: Vec<u64> = whole.samples.iter().map(|s| s.id).collect();
         assert_eq!(ids, (0..7).collect::<Vec<u64>>(), "ids are dataset indices");
         // Two ranges merged, and a range past the end clamped.
-        let mut parts = job.clone().range(0..4).run::<AD>(&model, &data, &device);
-        let rest = job.clone().range(4..100).run::<AD>(&model, &data, &device);
+        let run = |job: EvalJob| job.run::<AD>(&model, &data, &device).expect("run");
+        let mut parts = run(job.clone().range(0..4));
+        let rest = run(job.clone().range(4..100));
         parts
             .as_mut()
             .expect("first part")
             .merge(rest.expect("second part"));
         assert_eq!(parts.as_ref(), Some(&whole));
-        assert!(
-            job.clone()
-                .range(7..9)
-                .run::<AD>(&model, &data, &device)
-                .is_none()
-        );
+        assert!(run(job.clone().range(7..9)).is_none());
         // The count is the report's robust count.
         let count = job.clone().range(2..6).count::<AD>(&model, &data, &device);
-        let part = job.clone().range(2..6).run::<AD>(&model, &data, &device);
-        assert_eq!(count, part.expect("range 2..6").robust);
+        let part = run(job.clone().range(2..6));
+        assert_eq!(count.expect("count"), part.expect("range 2..6").robust);
         // Every batch's adversarial examples reach `on_batch`.
         let mut seen = 0;
-        job.run_each::<AD>(&model, &data, &device, |e| seen += e.x_adv.dims()[0]);
+        job.run_each::<AD>(&model, &data, &device, |e| seen += e.x_adv.dims()[0])
+            .expect("run");
         assert_eq!(seen, 7);
     }
 
@@ -315,7 +392,10 @@ mod tests {
     fn a_resumed_chunked_run_equals_the_one_pass_run_and_cleans_up() {
         let (model, data, job) = setup();
         let device = Default::default();
-        let whole = job.run::<AD>(&model, &data, &device).expect("report");
+        let whole = job
+            .run::<AD>(&model, &data, &device)
+            .expect("run")
+            .expect("report");
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("eval.json");
         let key = job.resume_key(&model, &data);
@@ -352,6 +432,62 @@ mod tests {
             empty.run_to_file::<AD>(&model, &data, &device, &out),
             Err(EvalError::NoSamples)
         ));
+    }
+
+    /// Multiplies every weight by NaN: a diverged model.
+    struct Diverge;
+    impl<B: Backend> burn::module::ModuleMapper<B> for Diverge {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<B, D>>,
+        ) -> burn::module::Param<Tensor<B, D>> {
+            param.map(|t| t.mul_scalar(f32::NAN))
+        }
+    }
+
+    #[test]
+    fn progress_is_reported_and_bad_samples_or_nan_logits_are_errors_leaving_nothing() {
+        use std::sync::Mutex;
+        let (model, data, job) = setup();
+        let device = Default::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let watched = job.clone().on_progress(move |p| {
+            sink.lock().expect("lock").push((p.done, p.total));
+        });
+        watched.run::<AD>(&model, &data, &device).expect("run");
+        assert_eq!(*seen.lock().expect("lock"), vec![(3, 7), (6, 7), (7, 7)]);
+        // A streamed sample whose file is not an image: an error naming it, no partial store.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("bad.png");
+        std::fs::write(&bad, b"not a png").expect("write");
+        let opts = advsoup_data::folder::FolderOptions {
+            channels: 1,
+            resize_shorter: None,
+            center_crop: Some(8),
+        };
+        let streamed =
+            ImageDataset::from_files([1, 8, 8], vec![bad], opts, vec![0], 3).expect("streamed");
+        let out = dir.path().join("eval.json");
+        let e = job
+            .run_to_file::<AD>(&model, &streamed, &device, &out)
+            .expect_err("damaged");
+        assert!(
+            matches!(e, EvalError::Data(_)) && e.to_string().contains("bad.png"),
+            "{e}"
+        );
+        assert!(!dir.path().join("eval.json.partial").exists() && !out.exists());
+        // NaN weights: refused on the first batch, before any attack.
+        use burn::module::Module;
+        let nan = model.map(&mut Diverge);
+        let e = job
+            .run_to_file::<AD>(&nan, &data, &device, &out)
+            .expect_err("nan");
+        assert!(matches!(e, EvalError::NonFinite { .. }), "{e}");
+        assert!(!dir.path().join("eval.json.partial").exists() && !out.exists());
+        let e =
+            crate::accuracy(&nan, &data, &Route::mode(Mode::Clean), 3, &device).expect_err("nan");
+        assert!(e.to_string().contains("not finite"), "{e}");
     }
 
     #[test]

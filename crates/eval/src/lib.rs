@@ -5,6 +5,9 @@
 //!   [`EvalJob::run`], [`EvalJob::run_each`] (every batch's adversarial examples),
 //!   [`EvalJob::count`], [`EvalJob::run_chunked`] / [`EvalJob::run_to_file`] (chunks kept in a
 //!   [`Resumable`] store, so a killed evaluation continues) and [`EvalJob::write_adversarial`].
+//!   [`EvalJob::on_progress`] hands the caller a [`Progress`] after every batch (the cli draws
+//!   it). A damaged streamed image is an [`EvalError::Data`] naming the file, never a panic;
+//!   logits with NaN or inf on the first batch are refused ([`EvalError::NonFinite`]).
 //!   It attacks a frozen deterministic copy; sample ids are dataset indices, so chunks, shards
 //!   and resumed evaluations merge to exactly the one-pass report.
 //! - [`eval_batches`], [`correct_count`], [`accuracy`]: clean top-1 of a route, in order, over a
@@ -30,10 +33,10 @@
 //! let model = AdaptedVitConfig { vit, adapter: AdapterKind::ClsToken }
 //!     .try_init::<Autodiff<Flex>>(&device)?;
 //! let data = ImageDataset::new([1, 8, 8], vec![128; 4 * 64], vec![0, 1, 2, 0], 3)?;
-//! let clean = advsoup_eval::accuracy(&model.valid(), &data, &Route::mode(Mode::Clean), 2, &device);
+//! let clean = advsoup_eval::accuracy(&model.valid(), &data, &Route::mode(Mode::Clean), 2, &device)?;
 //! let evaluator = Evaluator::preset("pgd-2", ThreatModel::Linf, 0.1, 0)?;
 //! let job = EvalJob::new(evaluator, Mode::Adversarial).batch_size(2);
-//! let report = job.run::<Autodiff<Flex>>(&model.valid(), &data, &device).expect("4 samples");
+//! let report = job.run::<Autodiff<Flex>>(&model.valid(), &data, &device)?.expect("4 samples");
 //! assert!(report.robust_accuracy <= report.clean_accuracy && (0.0..=1.0).contains(&clean));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -51,8 +54,8 @@ pub mod report;
 mod resumable;
 
 pub use adversarial::AdversarialSet;
-pub use clean::{accuracy, correct_count, eval_batches, inner};
-pub use job::{DEFAULT_BATCH_SIZE, EvalJob, mode_tag};
+pub use clean::{accuracy, check_finite, correct_count, eval_batches, inner};
+pub use job::{DEFAULT_BATCH_SIZE, EvalJob, Progress, mode_tag};
 pub use resumable::Resumable;
 
 /// Why an evaluation's files could not be read or written.
@@ -98,6 +101,16 @@ pub enum EvalError {
     /// The job's range holds no sample of the split.
     #[error("no samples to evaluate")]
     NoSamples,
+    /// A sample could not be read (a damaged streamed image, named).
+    #[error(transparent)]
+    Data(#[from] advsoup_data::DataError),
+    /// The model's logits hold NaN or ±inf: its weights are unusable, and evaluating it would
+    /// report the accuracy of a constant prediction.
+    #[error("{what} are not finite (NaN or inf): the model's weights are unusable")]
+    NonFinite {
+        /// Which logits (e.g. "the model's logits on the first batch").
+        what: String,
+    },
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.

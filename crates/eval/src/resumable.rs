@@ -87,6 +87,21 @@ impl Resumable {
         Ok(advsoup_io::write_atomic(&p, &bytes)?)
     }
 
+    /// Removes the directory if it holds no finished piece (a computation that failed before
+    /// finishing any leaves nothing behind); keeps it otherwise, for a later resume.
+    pub fn discard_if_empty(self) {
+        let pieces = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name() != "key.json")
+                    .count()
+            })
+            .unwrap_or(1);
+        if pieces == 0 {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// Removes the pieces once the whole result is written.
     ///
     /// # Errors

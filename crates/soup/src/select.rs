@@ -82,19 +82,24 @@ pub fn select<B: Backend>(
             device,
         )
     };
-    let held_out_acc: Vec<f64> = opts.betas.iter().map(|&b| acc(&held, b)).collect();
+    let held_out_acc: Vec<f64> = opts
+        .betas
+        .iter()
+        .map(|&b| acc(&held, b))
+        .collect::<Result<_, _>>()?;
     let best =
         argmax_first(&held_out_acc).ok_or(SoupError::Empty("no finite held-out accuracy"))?;
     let chosen_beta = opts.betas[best];
-    let test_acc_all: Vec<f64> = opts.betas.iter().map(|&b| acc(&test, b)).collect();
-    let at = |beta: f32| {
-        opts.betas
-            .iter()
-            .position(|b| *b == beta)
-            .map(|i| test_acc_all[i])
-            .unwrap_or_else(|| acc(&test, beta))
+    let test_acc_all: Vec<f64> = opts
+        .betas
+        .iter()
+        .map(|&b| acc(&test, b))
+        .collect::<Result<_, _>>()?;
+    let at = |beta: f32| match opts.betas.iter().position(|b| *b == beta) {
+        Some(i) => Ok(test_acc_all[i]),
+        None => acc(&test, beta),
     };
-    let (chosen, robust_mode, clean_mode) = (at(chosen_beta), at(0.0), at(1.0));
+    let (chosen, robust_mode, clean_mode) = (at(chosen_beta)?, at(0.0)?, at(1.0)?);
     let hashes = ModelHashes::of(model);
     Ok(SelectReport {
         model: name.to_string(),
@@ -161,7 +166,8 @@ mod tests {
         assert_eq!(r.test_acc_clean_mode, r.test_acc_all[2]);
         let shifted =
             corrupt_dataset(&first_n(&test, 8), Corruption::Contrast, 3, 0, 1).expect("c");
-        let direct = accuracy(&model, &shifted, &Route::mode(Mode::Clean), 4, &device);
+        let direct =
+            accuracy(&model, &shifted, &Route::mode(Mode::Clean), 4, &device).expect("acc");
         assert_eq!(r.test_acc_clean_mode, direct);
         assert_eq!(
             r.beats_both_endpoints,

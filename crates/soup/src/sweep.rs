@@ -88,13 +88,13 @@ fn evaluate<AD: AutodiffBackend>(
     let (model, opts) = (p.subject.model, p.opts);
     let mode = Mode::Soup(beta);
     let route = Route::mode(mode);
-    let clean_acc = accuracy(model, &p.clean_set, &route, opts.batch_size, device);
+    let clean_acc = accuracy(model, &p.clean_set, &route, opts.batch_size, device)?;
     let mut reports = Vec::new();
     for a in &opts.attacks {
         let r = EvalJob::new(a.evaluator.clone(), mode)
             .batch_size(opts.batch_size)
             .first(opts.n_robust)
-            .run::<AD>(model, p.test, device)
+            .run::<AD>(model, p.test, device)?
             .ok_or(SoupError::Empty("no test images to attack"))?;
         reports.push((a.name.clone(), r));
     }
@@ -119,11 +119,13 @@ fn evaluate<AD: AutodiffBackend>(
     let shifts = p
         .shifted
         .iter()
-        .map(|(c, d)| NamedAcc {
-            name: c.name().to_string(),
-            acc: accuracy(model, d, &route, opts.batch_size, device),
+        .map(|(c, d)| {
+            Ok(NamedAcc {
+                name: c.name().to_string(),
+                acc: accuracy(model, d, &route, opts.batch_size, device)?,
+            })
         })
-        .collect();
+        .collect::<Result<_, SoupError>>()?;
     let row = SoupRow {
         beta,
         clean_acc,
@@ -351,8 +353,8 @@ mod tests {
         assert_eq!(sweep.rows.len(), 3);
         assert_eq!(cards.len(), 3);
         assert_eq!((sweep.n_clean, sweep.n_robust, sweep.n_shift), (12, 4, 6));
-        let clean_mode = accuracy(&model, &test, &Route::mode(Mode::Clean), 5, &device);
-        let robust_mode = accuracy(&model, &test, &Route::mode(Mode::Adversarial), 5, &device);
+        let acc = |mode| accuracy(&model, &test, &Route::mode(mode), 5, &device).expect("acc");
+        let (clean_mode, robust_mode) = (acc(Mode::Clean), acc(Mode::Adversarial));
         assert_eq!(sweep.rows[2].clean_acc, clean_mode);
         assert_eq!(sweep.rows[0].clean_acc, robust_mode);
         // The data are labelled by the clean mode, so the endpoints can be told apart.
@@ -363,6 +365,7 @@ mod tests {
             .batch_size(5)
             .first(4)
             .run::<AD>(&model, &test, &device)
+            .expect("run")
             .expect("report");
         assert_eq!(sweep.rows[0].attacks[0].acc, direct.robust_accuracy);
         for (row, card) in sweep.rows.iter().zip(&cards) {

@@ -45,7 +45,9 @@ pub(crate) fn labelled_by(
 ) -> ImageDataset {
     let mut labels = Vec::new();
     for batch in advsoup_eval::eval_batches::<Flex>(data, 64, device) {
-        let pred = model.forward_mode(batch.images, mode).argmax(1);
+        let pred = model
+            .forward_mode(batch.expect("batch").images, mode)
+            .argmax(1);
         labels.extend(
             pred.into_data()
                 .iter::<i64>()

@@ -79,6 +79,9 @@ pub enum TrainError {
     /// Data could not be loaded.
     #[error(transparent)]
     Data(#[from] advsoup_data::DataError),
+    /// An evaluation failed (a damaged test image, non-finite logits).
+    #[error(transparent)]
+    Eval(#[from] advsoup_eval::EvalError),
     /// An attack config is invalid.
     #[error("attack: {0}")]
     Attack(advsoup_attacks::AttackError),

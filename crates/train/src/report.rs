@@ -53,19 +53,21 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
             None,
             e.batch_size,
             device,
-        ) as f64
+        )
+        .map(|c| c as f64)
     };
     let rob = |mode| {
         EvalJob::new(evaluator.clone(), mode)
             .batch_size(e.batch_size)
             .range(shard_range(n_robust, peer))
-            .count::<B>(model, test, device) as f64
+            .count::<B>(model, test, device)
+            .map(|c| c as f64)
     };
     let counts = [
-        acc(Mode::Clean),
-        acc(Mode::Adversarial),
-        rob(Mode::Clean),
-        rob(Mode::Adversarial),
+        acc(Mode::Clean)?,
+        acc(Mode::Adversarial)?,
+        rob(Mode::Clean)?,
+        rob(Mode::Adversarial)?,
     ];
     let s = peer.sum::<B::InnerBackend>(&counts, device)?;
     let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
@@ -86,10 +88,11 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
                         mask.as_ref(),
                         e.batch_size,
                         device,
-                    ) as f64
+                    )
+                    .map(|c| c as f64)
                 };
                 let c = peer.sum::<B::InnerBackend>(
-                    &[count(Mode::Clean), count(Mode::Adversarial)],
+                    &[count(Mode::Clean)?, count(Mode::Adversarial)?],
                     device,
                 )?;
                 shifts.push(crate::eval::ShiftResult {

@@ -293,23 +293,28 @@ pub fn corrupt_dataset(
     let mut pixels = vec![0u8; n * per];
     let threads = threads.max(1);
     let chunk = n.div_ceil(threads).max(1);
+    // A streamed sample that cannot be read is returned from its thread, never a panic there.
     std::thread::scope(|s| {
-        for (t, out) in pixels.chunks_mut(chunk * per).enumerate() {
-            s.spawn(move || {
-                for (j, dst) in out.chunks_exact_mut(per).enumerate() {
-                    let i = t * chunk + j;
-                    dst.copy_from_slice(&corrupt_u8(
-                        c,
-                        &data.image(i),
-                        shape,
-                        severity,
-                        seed,
-                        i as u64,
-                    ));
-                }
-            });
-        }
-    });
+        let workers: Vec<_> = pixels
+            .chunks_mut(chunk * per)
+            .enumerate()
+            .map(|(t, out)| {
+                s.spawn(move || -> Result<()> {
+                    for (j, dst) in out.chunks_exact_mut(per).enumerate() {
+                        let i = t * chunk + j;
+                        let image = data.try_image(i)?;
+                        dst.copy_from_slice(&corrupt_u8(
+                            c, &image, shape, severity, seed, i as u64,
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })?;
     ImageDataset::new(shape, pixels, data.labels().to_vec(), data.num_classes())
 }
 
