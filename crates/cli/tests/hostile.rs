@@ -958,10 +958,9 @@ fn streamed_train_row(root: &Path, name: &'static str, file: &str, body_only: bo
     }
 }
 
-/// A streamed training image with damaged pixels is one line too, once train's shard workers
-/// read samples with `ImageDataset::try_item` (issue 16, the train side).
+/// A streamed training image with damaged pixels is one line too: train's shard workers read
+/// samples fallibly (issue 16, the train side).
 #[test]
-#[ignore = "until train's shard workers read samples with try_item (issue 16, train side)"]
 fn streamed_train_image_with_damaged_pixels_is_one_line() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let row = streamed_train_row(
