@@ -81,6 +81,8 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             no_packages,
         } => {
             let dir = resolve_data_dir(data_dir.as_deref())?;
+            // One fetch at a time per cache: two would stage and rename the same files.
+            let _lock = crate::run_dir::lock_dir(&dir)?;
             let mut opts = FetchOptions::from_env();
             if mirror.is_some() {
                 opts.mirror = mirror;

@@ -8,6 +8,13 @@ mod cmd_bench;
 mod cmd_data;
 mod cmd_report;
 mod cmd_soup;
+mod entry;
+pub mod exit;
+pub mod run_dir;
+mod signals;
+
+pub use entry::main_entry;
+pub use signals::Stopped;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -175,7 +182,13 @@ pub struct TrainArgs {
     /// Checkpoint every N steps inside an epoch (0: at epoch ends only).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
-    /// Fetch the dataset if it is not cached.
+    /// Cache root of the built-in datasets (overrides the config's `data.data_dir`). Data is
+    /// looked for in `data.data_dir`, else in $ADVSOUP_DATA, else in the platform cache dir
+    /// (`~/.cache/advsoup` on Linux), under `<dataset>/`; ImageFolder data is read from
+    /// `data.train_dir` / `data.val_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Fetch the dataset into that cache if it is not there.
     #[arg(long)]
     pub fetch: bool,
     /// No progress bar.
@@ -212,9 +225,9 @@ pub struct EvalArgs {
     /// Attack preset: pgd-K, fgsm, apgd-ce, apgd-t, square, standard.
     #[arg(long, default_value = "standard")]
     pub attack: String,
-    /// Radius (ℓ∞).
-    #[arg(long)]
-    pub eps: f64,
+    /// Radius (ℓ∞) in (0, 1] (default: the run's `attack.eval.eps`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
     /// Test samples to attack.
     #[arg(long, default_value_t = 1000)]
     pub n: usize,
@@ -238,9 +251,9 @@ pub struct AttackArgs {
     /// Attack preset: pgd-K, fgsm, apgd-ce, apgd-t, square, standard.
     #[arg(long, default_value = "pgd-20")]
     pub attack: String,
-    /// Radius (ℓ∞).
-    #[arg(long)]
-    pub eps: f64,
+    /// Radius (ℓ∞) in (0, 1] (default: the run's `attack.eval.eps`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
     /// Test samples to attack (the first n).
     #[arg(long, default_value_t = 100)]
     pub n: usize,
@@ -257,8 +270,14 @@ pub struct AttackArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    run_with(cli, Arc::new(AtomicBool::new(false)))
+}
+
+/// Runs a parsed command line; setting `stop` asks `train` to checkpoint after the current
+/// step and return [`Stopped`] (the binary sets it on SIGINT and SIGTERM).
+pub fn run_with(cli: Cli, stop: Arc<AtomicBool>) -> Result<()> {
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(args, stop),
         Command::Eval(args) => eval(args),
         Command::Attack(args) => attack(args),
         Command::Data(cmd) => cmd_data::run(cmd),
@@ -421,8 +440,11 @@ pub fn load_config(path: &Path, overrides: &[String], regime: Option<&str>) -> R
     Ok(TrainConfig::load(path, &overrides)?)
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    let config = load_config(&args.config, &args.overrides, args.regime.as_deref())?;
+fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut config = load_config(&args.config, &args.overrides, args.regime.as_deref())?;
+    if let Some(dir) = &args.data_dir {
+        config.data.data_dir = Some(dir.clone());
+    }
     let topology = advsoup_train::Topology {
         devices: args.devices,
         nodes: args.nodes,
@@ -439,16 +461,6 @@ fn train(args: TrainArgs) -> Result<()> {
     }
     topology.validate()?;
     let splits = advsoup_train::load_data(&config, args.fetch)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // Ctrl-C: finish the current step, checkpoint, exit. A second Ctrl-C kills.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
     let mut options = RunOptions::new(&args.runs_dir);
     options.resume = args.resume;
     options.max_steps = args.max_steps;
@@ -459,10 +471,11 @@ fn train(args: TrainArgs) -> Result<()> {
     let summary = match args.device {
         DeviceArg::Cpu => {
             let devices = vec![Default::default(); topology.devices];
-            train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)?
+            train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)
         }
-        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology)?,
+        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology),
     };
+    let summary = summary.map_err(stopped)?;
     println!("run: {}", summary.dir.display());
     match summary.report {
         Some(report) => {
@@ -475,6 +488,19 @@ fn train(args: TrainArgs) -> Result<()> {
         None => println!("stopped after --max-steps; continue with --resume"),
     }
     Ok(())
+}
+
+/// A training stopped by a signal becomes [`Stopped`] (exit 130/143); other errors pass
+/// through.
+fn stopped(err: anyhow::Error) -> anyhow::Error {
+    match err.downcast_ref() {
+        Some(advsoup_train::TrainError::Interrupted { dir }) => Stopped {
+            signal: signals::received().unwrap_or(signal_hook::consts::SIGINT),
+            run: dir.clone(),
+        }
+        .into(),
+        _ => err,
+    }
 }
 
 /// One peer per device of `devices` (data-parallel when there are several peers in all).
@@ -560,6 +586,7 @@ pub fn load_run<B: burn::prelude::Backend>(
     run: &Path,
     device: &B::Device,
 ) -> Result<(TrainConfig, advsoup_adapters::AdaptedVit<B>)> {
+    run_dir::require_finished(run)?;
     let config_path = run.join("config.toml");
     let config = TrainConfig::load(&config_path, &[])?;
     let model = AdaptedVitConfig {
@@ -572,17 +599,28 @@ pub fn load_run<B: burn::prelude::Backend>(
     Ok((config, model))
 }
 
+/// A given `--eps`, checked: a radius in (0, 1].
+pub fn radius(eps: Option<f64>) -> Result<Option<f64>> {
+    match eps {
+        Some(e) if !(e > 0.0 && e <= 1.0) => bail!("--eps: expected a radius in (0, 1], got {e}"),
+        other => Ok(other),
+    }
+}
+
 fn eval(args: EvalArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();
+    let eps = radius(args.eps)?;
     let (config, model) = load_run::<AD>(&args.run, &device)?;
-    let splits = advsoup_train::load_data(&config, false)?;
-    let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, args.eps, args.seed)?;
+    let eps = eps.unwrap_or(config.attack.eval.eps);
+    let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, eps, args.seed)?;
     let mode = advsoup_eval::mode_tag(args.mode);
     let out = args.out.clone().unwrap_or_else(|| {
         args.run
-            .join(format!("eval-{}-{}-{mode}.json", args.attack, args.eps))
+            .join(format!("eval-{}-{eps}-{mode}.json", args.attack))
     });
+    let _lock = run_dir::lock_output(&out)?;
+    let splits = advsoup_train::load_data(&config, false)?;
     let n = args.n.min(splits.test.num_samples());
     if n == 0 {
         bail!("--n: the test split has no samples to evaluate");
@@ -594,9 +632,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         .first(n)
         .run_to_file::<AD>(&model.valid(), &splits.test, &device, &out)?;
     println!(
-        "{} eps={} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
+        "{} eps={eps} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
         args.attack,
-        args.eps,
         report.n,
         100.0 * report.clean_accuracy,
         100.0 * report.robust_accuracy,
@@ -612,9 +649,12 @@ fn eval(args: EvalArgs) -> Result<()> {
 fn attack(args: AttackArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();
+    let eps = radius(args.eps)?;
     let (config, model) = load_run::<AD>(&args.run, &device)?;
+    let eps = eps.unwrap_or(config.attack.eval.eps);
+    let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, eps, args.seed)?;
+    let _lock = run_dir::lock_output(&args.out)?;
     let splits = advsoup_train::load_data(&config, false)?;
-    let evaluator = Evaluator::preset(&args.attack, ThreatModel::Linf, args.eps, args.seed)?;
     let n = args.n.min(splits.test.num_samples());
     if n == 0 {
         bail!("--n: the test split has no samples to attack");
@@ -624,9 +664,8 @@ fn attack(args: AttackArgs) -> Result<()> {
         .first(n)
         .write_adversarial::<AD>(&model.valid(), &splits.test, &device, &args.out)?;
     println!(
-        "{} eps={} n={}: robust {:.2}% -> {} and {}",
+        "{} eps={eps} n={}: robust {:.2}% -> {} and {}",
         args.attack,
-        args.eps,
         written.report.n,
         100.0 * written.report.robust_accuracy,
         written.safetensors.display(),
@@ -646,6 +685,7 @@ fn import_timm(
     let kind = adapter(adapter_name)?;
     let device = Default::default();
     let vit = advsoup_vit::io::load_timm::<Flex>(file, &vit_config, norm, &device)?;
+    let _lock = run_dir::lock_output(out)?;
     // The model's normalization is the one just resolved, not the preset's.
     let vit_config = vit_config
         .with_mean(Normalization::of_model(&vit).mean)
@@ -664,6 +704,7 @@ fn import_timm(
 fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
     let device = Default::default();
     let (_, model) = load_run::<Flex>(run, &device)?;
+    let _lock = run_dir::lock_output(out)?;
     let vit = model.bake(mode).with_context(|| {
         format!(
             "adapter {} cannot be baked into a plain ViT (prompts and LoRA add computation)",
@@ -718,27 +759,6 @@ pub fn tune_allocator() {
 /// Elsewhere the allocator is left as it is.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune_allocator() {}
-
-/// Entry point of the binary: parses `std::env::args`, runs, prints `error: ...` and exits 2 on
-/// failure. `ADVSOUP_REFERENCE_KERNELS=1` runs burn's own ops instead of the fused CPU kernels
-/// (read by [`advsoup_vit::fast`] itself, so library users get the same switch).
-pub fn main_entry() -> ! {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ADVSOUP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,advsoup_train=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli) {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
