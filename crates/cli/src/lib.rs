@@ -167,7 +167,8 @@ pub struct TrainArgs {
     /// Override the regime: nominal, adversarial or co_training.
     #[arg(long)]
     pub regime: Option<String>,
-    /// Continue from the run's checkpoint if there is one.
+    /// Continue from the run's checkpoint if there is one (after SIGTERM or Ctrl-C, which
+    /// checkpoint and exit 143 / 130, or after a kill).
     #[arg(long)]
     pub resume: bool,
     /// Parent directory of runs.

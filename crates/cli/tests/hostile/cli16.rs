@@ -135,7 +135,32 @@ pub(super) fn rows(root: &Path) -> Vec<Row> {
         .expect("row")
         .absent
         .push(root.join("data-fetch-while-cache-locked/cache/mnist"));
+    rows.push(data_dir_row(root));
     rows
+}
+
+/// `train --data-dir` overrides the config's `data.data_dir`: an empty cache there is named.
+fn data_dir_row(root: &Path) -> Row {
+    let (dir, mut cmd) = row_setup(root, "train-data-dir-override");
+    let config = tiny_config(&dir, &dir.join("data"));
+    cmd.args([
+        "train",
+        "--quiet",
+        "--runs-dir",
+        "runs",
+        "--data-dir",
+        "elsewhere",
+    ])
+    .arg("--config")
+    .arg(&config);
+    Row {
+        name: "train-data-dir-override",
+        absent: vec![dir.join("runs")],
+        unchanged: vec![],
+        dir,
+        cmd,
+        needles: strings(&["elsewhere/fashion-mnist", "not in the cache"]),
+    }
 }
 
 /// An OS error that a path error both displays and returns as its source is printed once:
