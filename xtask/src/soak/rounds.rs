@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Soak, check_checkpoint, complete, eval_args, json};
+use super::{Soak, check_checkpoint, complete, eval_args, json, leftover_temporaries};
 
 /// How a process that was sent SIGTERM ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,8 +59,8 @@ fn sigterm(pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// SIGTERMs of a training run at random moments: each must end with exit 143 and a complete
-/// checkpoint (else it counts as a lost checkpoint), then `--resume` continues; the end result
+/// SIGTERMs of a training run at random moments: each must end with exit 143, a complete
+/// checkpoint and no temporary file (else it counts as a lost checkpoint), then `--resume` continues; the end result
 /// must equal the uninterrupted run. Returns the lost checkpoints.
 pub(super) fn soak_terms(soak: &mut Soak, terms: usize, base: Duration) -> Result<usize> {
     let c = soak.dir.join("c");
@@ -74,8 +74,9 @@ pub(super) fn soak_terms(soak: &mut Soak, terms: usize, base: Duration) -> Resul
             Ended::Stopped => {
                 stopped += 1;
                 let step = check_checkpoint(&run_c)?;
-                lost += usize::from(step.is_none() || run_c.join("checkpoint.tmp").exists());
-                steps.push(step);
+                // A stop must leave a complete checkpoint and nothing half-written.
+                lost += usize::from(step.is_none() || !leftover_temporaries(&run_c).is_empty());
+                steps.extend(step);
             }
             Ended::Early => early += 1,
             Ended::Finished => {}
