@@ -135,6 +135,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             }
             let out =
                 out.unwrap_or_else(|| dir.join(format!("{dataset}-c")).join(split.to_string()));
+            let _lock = crate::run_dir::lock_dir(&out)?;
             println!(
                 "corrupting {} {split} images of {dataset} ({} corruptions x severities {severities:?}, seed {seed}) into {}",
                 data.num_samples(),

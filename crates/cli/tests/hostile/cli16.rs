@@ -8,7 +8,7 @@ use advsoup_adapters::AdapterKind;
 use advsoup_io::DirLock;
 use advsoup_train::testing::tiny_vit;
 
-use super::{Row, foreign_model, row_setup, strings, tiny_config};
+use super::{Row, fmnist, foreign_model, row_setup, strings, tiny_config};
 
 /// A run directory as training leaves it: the tiny config as `config.toml` and a model of that
 /// architecture (unfinished: without the model).
@@ -136,7 +136,40 @@ pub(super) fn rows(root: &Path) -> Vec<Row> {
         .absent
         .push(root.join("data-fetch-while-cache-locked/cache/mnist"));
     rows.push(data_dir_row(root));
+    rows.push(corrupt_while_locked_row(root, &pid));
     rows
+}
+
+/// `data corrupt` into an output directory another process holds.
+fn corrupt_while_locked_row(root: &Path, pid: &str) -> Row {
+    let (dir, mut cmd) = row_setup(root, "data-corrupt-while-out-locked");
+    fmnist(&dir.join("data"));
+    cmd.args([
+        "data",
+        "corrupt",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        "data",
+    ])
+    .args([
+        "--limit",
+        "2",
+        "--corruptions",
+        "contrast",
+        "--severities",
+        "1",
+    ])
+    .args(["--out", "out"]);
+    hold_lock(&dir.join("out"));
+    Row {
+        name: "data-corrupt-while-out-locked",
+        absent: vec![dir.join("out/labels-idx1-ubyte"), dir.join("out/contrast")],
+        unchanged: vec![],
+        dir,
+        cmd,
+        needles: strings(&["out", pid]),
+    }
 }
 
 /// `train --data-dir` overrides the config's `data.data_dir`: an empty cache there is named.
