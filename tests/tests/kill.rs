@@ -2,72 +2,25 @@
 //! the same model (bit for bit) and the same final metrics as an uninterrupted run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
+use advsoup_e2e::process::{final_json, finish, train_command, wait_for_checkpoint};
 use advsoup_e2e::{tiny_config, write_idx};
 
 const BIN: &str = env!("CARGO_BIN_EXE_advsoup-e2e-bin");
 
 fn train(config: &Path, runs: &Path, resume: bool) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["train", "--quiet", "--checkpoint-every", "2", "--config"])
-        .arg(config)
-        .arg("--runs-dir")
-        .arg(runs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if resume {
-        c.arg("--resume");
-    }
-    c
-}
-
-/// The step of the checkpoint on disk (the renamed-aside one counts too: resume uses it).
-fn checkpoint_step(run: &Path) -> Option<u64> {
-    ["checkpoint", "checkpoint.old"].iter().find_map(|d| {
-        let bytes = std::fs::read(run.join(d).join("state.json")).ok()?;
-        serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["global_step"].as_u64()
-    })
+    train_command(BIN, config, runs, resume)
 }
 
 /// Waits until a checkpoint at `step` or later exists, then SIGKILLs the child. Returns the
 /// step seen.
 fn kill_after(mut child: Child, run: &Path, step: u64) -> u64 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = checkpoint_step(run).filter(|s| *s >= step) {
-            child.kill().expect("SIGKILL");
-            let status = child.wait().expect("wait");
-            assert!(!status.success(), "the run ended before it was killed");
-            return s;
-        }
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("the run exited ({status}) before step {step}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint at step {step}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn finish(mut c: Command) {
-    let out = c.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn final_json(run: &Path) -> serde_json::Value {
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("final.json")).expect("final.json"))
-            .expect("json");
-    v.as_object_mut().expect("object").remove("train_seconds");
-    v
+    let s = wait_for_checkpoint(&mut child, run, step);
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "the run ended before it was killed");
+    s
 }
 
 #[test]

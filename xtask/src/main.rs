@@ -44,8 +44,9 @@ enum Task {
     /// writes reports/sweep-<name>/{REPORT.md,report.html,results.json,fronts.svg}, once per
     /// seed (`--seeds`, default three), claims paired by seed. Resumable per (row, seed).
     SweepAdapters(sweep_adapters::SweepArgs),
-    /// Crash safety: SIGKILLs a small training run (and a soup sweep and an evaluation) at
-    /// random moments, resumes each time, and requires results identical to uninterrupted runs.
+    /// Crash safety: SIGKILLs and SIGTERMs a small training run (and SIGKILLs a soup sweep and
+    /// an evaluation) at random moments, resumes each time, starts two writers of one run at
+    /// once, and requires results identical to uninterrupted runs.
     Soak(soak::SoakArgs),
 }
 

@@ -1,20 +1,27 @@
-//! `cargo xtask soak`: crash safety under SIGKILL.
+//! `cargo xtask soak`: crash safety under SIGKILL and SIGTERM, and concurrent writers.
 //!
 //! Trains a small run once without interruption, then again while SIGKILLing the process at
 //! random moments (`--kills` times, each followed by `--resume`), and requires the same model
 //! bytes, final report and metrics. Every resume loads the checkpoint the kill left behind, so
-//! each kill also checks that what is on disk loads. The same is then done for `advsoup soup
-//! sweep` and `advsoup eval`, which keep per-β / per-chunk results and continue where they
-//! stopped. The data is generated here (no network), the moments are drawn from `--seed`.
+//! each kill also checks that what is on disk loads. `--terms` rounds do the same with SIGTERM,
+//! which must stop the run with exit 143 and a complete checkpoint; `--writers` rounds start two
+//! trainings of one run at once, of which exactly one may run (the other is refused by the run
+//! directory's lock, exit 2). The kills are then repeated for `advsoup soup sweep` and `advsoup
+//! eval`, which keep per-β / per-chunk results and continue where they stopped. The data is
+//! generated here (no network), the moments are drawn from `--seed`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod rounds;
+
 use advsoup_records::run::{CheckpointState, EpochMetrics, FinalReport};
 use advsoup_records::soup::SoupSweep;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+
+use rounds::{WriterJob, soak_eval_writers, soak_terms, soak_train_writers};
 
 /// `cargo xtask soak`.
 #[derive(clap::Args, Debug)]
@@ -25,6 +32,15 @@ pub struct SoakArgs {
     /// SIGKILLs of the soup sweep and of the evaluation (each).
     #[arg(long, default_value_t = 5)]
     pub eval_kills: usize,
+    /// SIGTERMs of a training run: each must stop it with exit 143 and a checkpoint.
+    #[arg(long, default_value_t = 10)]
+    pub terms: usize,
+    /// Rounds of two concurrent writers: exactly one runs, the other is refused (exit 2).
+    #[arg(long, default_value_t = 3)]
+    pub writers: usize,
+    /// The command of the writer rounds.
+    #[arg(long, value_enum, default_value = "train")]
+    pub writer_job: WriterJob,
     /// Seed of the kill moments.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -275,6 +291,59 @@ fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
+/// What a soak compares and counts.
+struct Soak {
+    bin: PathBuf,
+    dir: PathBuf,
+    config: PathBuf,
+    rng: Rng,
+    mismatches: Vec<String>,
+    /// SIGKILLs / SIGTERMs issued, and those that hit a running process.
+    issued: usize,
+    hit: usize,
+}
+
+impl Soak {
+    /// `advsoup train` of the soak config into `runs`.
+    fn train(&self, runs: &Path, resume: bool) -> Vec<String> {
+        let mut a = vec![
+            s("train"),
+            s("--quiet"),
+            s("--config"),
+            self.config.display().to_string(),
+            s("--runs-dir"),
+            runs.display().to_string(),
+            s("--checkpoint-every"),
+            s(2),
+        ];
+        if resume {
+            a.push(s("--resume"));
+        }
+        a
+    }
+
+    /// Records a mismatch of run `b`'s results against the uninterrupted run `a`.
+    fn compare_runs(&mut self, what: &str, a: &Path, b: &Path) -> Result<()> {
+        let model = |r: &Path| std::fs::read(r.join("model.safetensors"));
+        if model(a)? != model(b)? {
+            self.mismatches.push(format!("{what}: model.safetensors"));
+        }
+        if final_report(a)? != final_report(b)? {
+            self.mismatches.push(format!("{what}: final.json"));
+        }
+        if metrics(a)? != metrics(b)? {
+            self.mismatches.push(format!("{what}: metrics.jsonl"));
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, (hit, issued): (usize, usize)) -> (usize, usize) {
+        self.hit += hit;
+        self.issued += issued;
+        (hit, issued)
+    }
+}
+
 /// Runs the soak; errors on any mismatch.
 pub fn run(args: SoakArgs) -> Result<()> {
     let root = crate::workspace_root();
@@ -286,111 +355,112 @@ pub fn run(args: SoakArgs) -> Result<()> {
     write_idx(&data, 2200, 400)?;
     let config = dir.join("soak.toml");
     std::fs::write(&config, config_text(&data))?;
-    let bin = crate::sweep_adapters::private_binary(args.dev, &dir.join("bin"))?;
-    let mut rng = Rng(args.seed);
-    let train = |runs: &Path, resume: bool| {
-        let mut a = vec![
-            s("train"),
-            s("--quiet"),
-            s("--config"),
-            config.display().to_string(),
-            s("--runs-dir"),
-            runs.display().to_string(),
-            s("--checkpoint-every"),
-            s(2),
-        ];
-        if resume {
-            a.push(s("--resume"));
-        }
-        a
+    let mut soak = Soak {
+        bin: crate::sweep_adapters::private_binary(args.dev, &dir.join("bin"))?,
+        dir: dir.clone(),
+        config,
+        rng: Rng(args.seed),
+        mismatches: Vec::new(),
+        issued: 0,
+        hit: 0,
     };
 
-    // 1. training
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let base = complete(&bin, &train(&a, false))?;
+    // 1. training: SIGKILLs, then SIGTERMs, then concurrent writers, each on its own run
+    let a = dir.join("a");
+    let base = complete(&soak.bin, &soak.train(&a, false))?;
     println!("uninterrupted training: {:.1}s", base.as_secs_f64());
+    let ra = a.join("soak");
+    soak_kills(&mut soak, args.kills, base)?;
+    let lost = soak_terms(&mut soak, args.terms, base)?;
+    match args.writer_job {
+        WriterJob::Train => soak_train_writers(&mut soak, args.writers, base)?,
+        WriterJob::Eval => soak_eval_writers(&mut soak, args.writers, &ra)?,
+    }
+
+    // 2. soup sweep and 3. eval, on the uninterrupted run
+    soak_evaluations(&mut soak, args.eval_kills, &ra)?;
+
+    let leftovers = leftover_temporaries(&dir);
+    println!(
+        "soak: signals {} (hit {}), resumes {}, mismatches {}, lost checkpoints {lost}, \
+         leftover temporary files {}",
+        soak.issued,
+        soak.hit,
+        soak.hit,
+        soak.mismatches.len(),
+        leftovers.len()
+    );
+    if !soak.mismatches.is_empty() || !leftovers.is_empty() || lost > 0 {
+        bail!(
+            "soak failed: mismatches {:?}, lost checkpoints {lost}, leftovers {:?}",
+            soak.mismatches,
+            leftovers
+        );
+    }
+    Ok(())
+}
+
+/// SIGKILLs of a training run at random moments, each followed by `--resume`.
+fn soak_kills(soak: &mut Soak, kills: usize, base: Duration) -> Result<()> {
+    let b = soak.dir.join("b");
     let run_b = b.join("soak");
     let mut steps_at_kill = Vec::new();
-    let (hit, issued) = soak_job(&bin, &train(&b, true), args.kills, base, &mut rng, |_| {
+    let args = soak.train(&b, true);
+    let counted = soak_job(&soak.bin, &args, kills, base, &mut soak.rng, |_| {
         steps_at_kill.push(check_checkpoint(&run_b)?);
         Ok(())
     })?;
-    let (ra, rb) = (a.join("soak"), run_b.clone());
-    let mut mismatches = Vec::new();
-    let model = |r: &Path| std::fs::read(r.join("model.safetensors"));
-    if model(&ra)? != model(&rb)? {
-        mismatches.push("model.safetensors".to_string());
-    }
-    if final_report(&ra)? != final_report(&rb)? {
-        mismatches.push("final.json".into());
-    }
-    if metrics(&ra)? != metrics(&rb)? {
-        mismatches.push("metrics.jsonl".into());
-    }
+    let (hit, issued) = soak.count(counted);
+    let before = soak.mismatches.len();
+    soak.compare_runs("SIGKILL", &soak.dir.join("a/soak"), &run_b)?;
     let distinct: std::collections::BTreeSet<_> = steps_at_kill.iter().collect();
     println!(
         "training: {issued} SIGKILLs issued, {hit} hit a running process ({} at distinct \
          checkpoints: {:?}), {hit} resumes, mismatches {}",
         distinct.len(),
         steps_at_kill,
-        mismatches.len()
+        soak.mismatches.len() - before
     );
+    Ok(())
+}
 
-    // 2. soup sweep and 3. eval, on the uninterrupted run
-    let sweep = |out: &Path| sweep_args(&ra, out);
-    let t = complete(&bin, &sweep(&dir.join("sweep-a")))?;
-    let (hit_s, issued_s) = soak_job(
-        &bin,
+/// SIGKILLs of `advsoup soup sweep` and `advsoup eval` of the uninterrupted run `ra`.
+fn soak_evaluations(soak: &mut Soak, eval_kills: usize, ra: &Path) -> Result<()> {
+    let dir = soak.dir.clone();
+    let sweep = |out: &Path| sweep_args(ra, out);
+    let t = complete(&soak.bin, &sweep(&dir.join("sweep-a")))?;
+    let counted = soak_job(
+        &soak.bin,
         &sweep(&dir.join("sweep-b")),
-        args.eval_kills,
+        eval_kills,
         t,
-        &mut rng,
+        &mut soak.rng,
         |_| Ok(()),
     )?;
+    let (hit_s, issued_s) = soak.count(counted);
     let soup = |d: &str| soup_sweep(&dir.join(d).join("soup.json"));
-    if soup("sweep-a")? != soup("sweep-b")? {
-        mismatches.push("soup.json".into());
+    let equal = soup("sweep-a")? == soup("sweep-b")?;
+    if !equal {
+        soak.mismatches.push("soup.json".into());
     }
-    println!(
-        "soup sweep: {issued_s} SIGKILLs issued, {hit_s} hit, result equal: {}",
-        soup("sweep-a")? == soup("sweep-b")?
-    );
+    println!("soup sweep: {issued_s} SIGKILLs issued, {hit_s} hit, result equal: {equal}");
 
-    let eval = |out: &Path| eval_args(&ra, out);
-    let t = complete(&bin, &eval(&dir.join("eval-a.json")))?;
-    let (hit_e, issued_e) = soak_job(
-        &bin,
+    let eval = |out: &Path| eval_args(ra, out);
+    let t = complete(&soak.bin, &eval(&dir.join("eval-a.json")))?;
+    let counted = soak_job(
+        &soak.bin,
         &eval(&dir.join("eval-b.json")),
-        args.eval_kills,
+        eval_kills,
         t,
-        &mut rng,
+        &mut soak.rng,
         |_| Ok(()),
     )?;
-    let ev = |f: &str| json(&dir.join(f));
-    if ev("eval-a.json")? != ev("eval-b.json")? {
-        mismatches.push("eval report".into());
+    let (hit_e, issued_e) = soak.count(counted);
+    let equal = json(&dir.join("eval-a.json"))? == json(&dir.join("eval-b.json"))?;
+    if !equal {
+        soak.mismatches.push("eval report".into());
     }
-    println!(
-        "eval: {issued_e} SIGKILLs issued, {hit_e} hit, result equal: {}",
-        ev("eval-a.json")? == ev("eval-b.json")?
-    );
-
-    let leftovers = leftover_temporaries(&dir);
-    println!(
-        "soak: kills {} (hit {}), resumes {}, mismatches {}, leftover temporary files {}",
-        issued + issued_s + issued_e,
-        hit + hit_s + hit_e,
-        hit + hit_s + hit_e,
-        mismatches.len(),
-        leftovers.len()
-    );
-    if !mismatches.is_empty() || !leftovers.is_empty() {
-        bail!(
-            "soak failed: mismatches {:?}, leftovers {:?}",
-            mismatches,
-            leftovers
-        );
-    }
+    println!("eval: {issued_e} SIGKILLs issued, {hit_e} hit, result equal: {equal}");
     Ok(())
 }
 

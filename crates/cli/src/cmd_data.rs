@@ -81,6 +81,8 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             no_packages,
         } => {
             let dir = resolve_data_dir(data_dir.as_deref())?;
+            // One fetch at a time per cache: two would stage and rename the same files.
+            let _lock = crate::run_dir::lock_dir(&dir)?;
             let mut opts = FetchOptions::from_env();
             if mirror.is_some() {
                 opts.mirror = mirror;
@@ -133,6 +135,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             }
             let out =
                 out.unwrap_or_else(|| dir.join(format!("{dataset}-c")).join(split.to_string()));
+            let _lock = crate::run_dir::lock_dir(&out)?;
             println!(
                 "corrupting {} {split} images of {dataset} ({} corruptions x severities {severities:?}, seed {seed}) into {}",
                 data.num_samples(),

@@ -16,6 +16,7 @@ pub struct ReportArgs {
 
 /// Writes `<run>/report.html` and prints its path.
 pub fn run(args: ReportArgs) -> Result<()> {
+    crate::run_dir::require_run(&args.run)?;
     let html = advsoup_report::run_page(&args.run)
         .with_context(|| format!("report: run {}", args.run.display()))?;
     let out = args.run.join("report.html");

@@ -67,8 +67,8 @@ pub struct SweepArgs {
     /// at most 10000).
     #[arg(long, default_value_t = 25)]
     pub apgd_iter: usize,
-    /// Radius (ℓ∞; default: the run's attack.eval.eps).
-    #[arg(long)]
+    /// Radius (ℓ∞) in (0, 1] (default: the run's attack.eval.eps).
+    #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f64>,
     /// Corruptions: a comma list of names, `all`, or `none`.
     #[arg(long, default_value = "all")]
@@ -144,10 +144,13 @@ fn run_fronts(args: FrontsArgs) -> Result<()> {
 fn run_sweep(args: SweepArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();
+    let eps = crate::radius(args.eps)?;
     let (config, model) = crate::load_run::<AD>(&args.run, &device)?;
-    let eps = args.eps.unwrap_or(config.attack.eval.eps);
-    // Options are checked before the data is read.
+    let eps = eps.unwrap_or(config.attack.eval.eps);
+    // Options are checked before the data is read or anything is locked.
     let attacks = build_attacks(&args.attacks, eps, args.seed, args.apgd_iter)?;
+    let out = args.out.unwrap_or_else(|| args.run.join("soup"));
+    let _lock = crate::run_dir::lock_output(&out)?;
     let splits = advsoup_train::load_data(&config, false)?;
     let opts = SweepOptions {
         betas: args.betas.0,
@@ -174,7 +177,6 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         opts.n_shift
     );
     let t0 = Instant::now();
-    let out = args.out.unwrap_or_else(|| args.run.join("soup"));
     let valid = model.valid();
     let subject = Subject {
         model: &valid,
@@ -203,8 +205,14 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
 fn run_select(args: SelectArgs) -> Result<()> {
     let device = Default::default();
     let (config, model) = crate::load_run::<Flex>(&args.run, &device)?;
-    let splits = advsoup_train::load_data(&config, false)?;
     let (corruption, severity) = parse_shift(&args.shift)?;
+    let out = args.out.unwrap_or_else(|| {
+        args.run
+            .join("soup")
+            .join(format!("select-{}-{severity}.json", corruption.name()))
+    });
+    let _lock = crate::run_dir::lock_output(&out)?;
+    let splits = advsoup_train::load_data(&config, false)?;
     let opts = SelectOptions {
         betas: args.betas.0,
         corruption,
@@ -223,11 +231,6 @@ fn run_select(args: SelectArgs) -> Result<()> {
         &opts,
         &device,
     )?;
-    let out = args.out.unwrap_or_else(|| {
-        args.run
-            .join("soup")
-            .join(format!("select-{}-{severity}.json", corruption.name()))
-    });
     advsoup_soup::write_select(&out, &report)?;
     println!("held-out n={}, test n={}", report.n_held_out, report.n_test);
     println!("{}", report.line());

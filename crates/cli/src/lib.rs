@@ -8,7 +8,14 @@ mod cmd_bench;
 mod cmd_data;
 mod cmd_report;
 mod cmd_soup;
+mod entry;
+pub mod exit;
 mod progress;
+pub mod run_dir;
+mod signals;
+
+pub use entry::main_entry;
+pub use signals::Stopped;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,8 +173,9 @@ pub struct TrainArgs {
     /// Override the regime: nominal, adversarial or co_training.
     #[arg(long)]
     pub regime: Option<String>,
-    /// Continue from the run's checkpoint if there is one (the config must match the run's
-    /// fingerprint.json; the help lists what may change).
+    /// Continue from the run's checkpoint if there is one (after SIGTERM or Ctrl-C, which
+    /// checkpoint and exit 143 / 130, or after a kill); the config must match the run's
+    /// fingerprint.json (the long help lists what may change).
     #[arg(long, long_help = advsoup_train::resume::resume_help())]
     pub resume: bool,
     /// Parent directory of runs.
@@ -182,7 +190,13 @@ pub struct TrainArgs {
     /// Checkpoint every N steps inside an epoch (0: at epoch ends only).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
-    /// Fetch the dataset if it is not cached.
+    /// Cache root of the built-in datasets (overrides the config's `data.data_dir`). Data is
+    /// looked for in `data.data_dir`, else in $ADVSOUP_DATA, else in the platform cache dir
+    /// (`~/.cache/advsoup` on Linux), under `<dataset>/`; ImageFolder data is read from
+    /// `data.train_dir` / `data.val_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Fetch the dataset into that cache if it is not there.
     #[arg(long)]
     pub fetch: bool,
     /// No progress bar.
@@ -219,9 +233,9 @@ pub struct EvalArgs {
     /// Attack preset: pgd-K (K at most 10000 steps), fgsm, apgd-ce, apgd-t, square, standard.
     #[arg(long, default_value = "standard")]
     pub attack: String,
-    /// Radius (ℓ∞).
-    #[arg(long)]
-    pub eps: f64,
+    /// Radius (ℓ∞) in (0, 1] (default: the run's `attack.eval.eps`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
     /// Test samples to attack.
     #[arg(long, default_value_t = 1000)]
     pub n: usize,
@@ -245,9 +259,9 @@ pub struct AttackArgs {
     /// Attack preset: pgd-K (K at most 10000 steps), fgsm, apgd-ce, apgd-t, square, standard.
     #[arg(long, default_value = "pgd-20")]
     pub attack: String,
-    /// Radius (ℓ∞).
-    #[arg(long)]
-    pub eps: f64,
+    /// Radius (ℓ∞) in (0, 1] (default: the run's `attack.eval.eps`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
     /// Test samples to attack (the first n).
     #[arg(long, default_value_t = 100)]
     pub n: usize,
@@ -264,8 +278,14 @@ pub struct AttackArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    run_with(cli, Arc::new(AtomicBool::new(false)))
+}
+
+/// Runs a parsed command line; setting `stop` asks `train` to checkpoint after the current
+/// step and return [`Stopped`] (the binary sets it on SIGINT and SIGTERM).
+pub fn run_with(cli: Cli, stop: Arc<AtomicBool>) -> Result<()> {
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(args, stop),
         Command::Eval(args) => eval(args),
         Command::Attack(args) => attack(args),
         Command::Data(cmd) => cmd_data::run(cmd),
@@ -428,8 +448,11 @@ pub fn load_config(path: &Path, overrides: &[String], regime: Option<&str>) -> R
     Ok(TrainConfig::load(path, &overrides)?)
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    let config = load_config(&args.config, &args.overrides, args.regime.as_deref())?;
+fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut config = load_config(&args.config, &args.overrides, args.regime.as_deref())?;
+    if let Some(dir) = &args.data_dir {
+        config.data.data_dir = Some(dir.clone());
+    }
     let topology = advsoup_train::Topology {
         devices: args.devices,
         nodes: args.nodes,
@@ -446,16 +469,6 @@ fn train(args: TrainArgs) -> Result<()> {
     }
     topology.validate()?;
     let splits = advsoup_train::load_data(&config, args.fetch)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // Ctrl-C: finish the current step, checkpoint, exit. A second Ctrl-C kills.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
     let mut options = RunOptions::new(&args.runs_dir);
     options.resume = args.resume;
     options.max_steps = args.max_steps;
@@ -466,10 +479,11 @@ fn train(args: TrainArgs) -> Result<()> {
     let summary = match args.device {
         DeviceArg::Cpu => {
             let devices = vec![Default::default(); topology.devices];
-            train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)?
+            train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)
         }
-        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology)?,
+        DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology),
     };
+    let summary = summary.map_err(stopped)?;
     println!("run: {}", summary.dir.display());
     match summary.report {
         Some(report) => {
@@ -482,6 +496,19 @@ fn train(args: TrainArgs) -> Result<()> {
         None => println!("stopped after --max-steps; continue with --resume"),
     }
     Ok(())
+}
+
+/// A training stopped by a signal becomes [`Stopped`] (exit 130/143); other errors pass
+/// through.
+fn stopped(err: anyhow::Error) -> anyhow::Error {
+    match err.downcast_ref() {
+        Some(advsoup_train::TrainError::Interrupted { dir }) => Stopped {
+            signal: signals::received().unwrap_or(signal_hook::consts::SIGINT),
+            run: dir.clone(),
+        }
+        .into(),
+        _ => err,
+    }
 }
 
 /// One peer per device of `devices` (data-parallel when there are several peers in all).
@@ -567,6 +594,7 @@ pub fn load_run<B: burn::prelude::Backend>(
     run: &Path,
     device: &B::Device,
 ) -> Result<(TrainConfig, advsoup_adapters::AdaptedVit<B>)> {
+    run_dir::require_finished(run)?;
     let config_path = run.join("config.toml");
     let config = TrainConfig::load(&config_path, &[])?;
     let model = AdaptedVitConfig {
@@ -579,17 +607,28 @@ pub fn load_run<B: burn::prelude::Backend>(
     Ok((config, model))
 }
 
+/// A given `--eps`, checked: a radius in (0, 1].
+pub fn radius(eps: Option<f64>) -> Result<Option<f64>> {
+    match eps {
+        Some(e) if !(e > 0.0 && e <= 1.0) => bail!("--eps: expected a radius in (0, 1], got {e}"),
+        other => Ok(other),
+    }
+}
+
 fn eval(args: EvalArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();
+    let eps = radius(args.eps)?;
     let (config, model) = load_run::<AD>(&args.run, &device)?;
-    let evaluator = attack_preset(&args.attack, args.eps, args.seed)?;
-    let splits = advsoup_train::load_data(&config, false)?;
+    let eps = eps.unwrap_or(config.attack.eval.eps);
+    let evaluator = attack_preset(&args.attack, eps, args.seed)?;
     let mode = advsoup_eval::mode_tag(args.mode);
     let out = args.out.clone().unwrap_or_else(|| {
         args.run
-            .join(format!("eval-{}-{}-{mode}.json", args.attack, args.eps))
+            .join(format!("eval-{}-{eps}-{mode}.json", args.attack))
     });
+    let _lock = run_dir::lock_output(&out)?;
+    let splits = advsoup_train::load_data(&config, false)?;
     let n = args.n.min(splits.test.num_samples());
     if n == 0 {
         bail!("--n: the test split has no samples to evaluate");
@@ -604,9 +643,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         .run_to_file::<AD>(&model.valid(), &splits.test, &device, &out)?;
     progress.finish();
     println!(
-        "{} eps={} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
+        "{} eps={eps} mode={mode} n={}: clean {:.2}%  robust {:.2}%  forwards {}",
         args.attack,
-        args.eps,
         report.n,
         100.0 * report.clean_accuracy,
         100.0 * report.robust_accuracy,
@@ -622,8 +660,11 @@ fn eval(args: EvalArgs) -> Result<()> {
 fn attack(args: AttackArgs) -> Result<()> {
     type AD = Autodiff<Flex>;
     let device = Default::default();
+    let eps = radius(args.eps)?;
     let (config, model) = load_run::<AD>(&args.run, &device)?;
-    let evaluator = attack_preset(&args.attack, args.eps, args.seed)?;
+    let eps = eps.unwrap_or(config.attack.eval.eps);
+    let evaluator = attack_preset(&args.attack, eps, args.seed)?;
+    let _lock = run_dir::lock_output(&args.out)?;
     let splits = advsoup_train::load_data(&config, false)?;
     let n = args.n.min(splits.test.num_samples());
     if n == 0 {
@@ -637,9 +678,8 @@ fn attack(args: AttackArgs) -> Result<()> {
         .write_adversarial::<AD>(&model.valid(), &splits.test, &device, &args.out)?;
     progress.finish();
     println!(
-        "{} eps={} n={}: robust {:.2}% -> {} and {}",
+        "{} eps={eps} n={}: robust {:.2}% -> {} and {}",
         args.attack,
-        args.eps,
         written.report.n,
         100.0 * written.report.robust_accuracy,
         written.safetensors.display(),
@@ -672,6 +712,7 @@ fn import_timm(
     let kind = adapter(adapter_name)?;
     let device = Default::default();
     let vit = advsoup_vit::io::load_timm::<Flex>(file, &vit_config, norm, &device)?;
+    let _lock = run_dir::lock_output(out)?;
     // The model's normalization is the one just resolved, not the preset's.
     let vit_config = vit_config
         .with_mean(Normalization::of_model(&vit).mean)
@@ -690,6 +731,7 @@ fn import_timm(
 fn export_timm(run: &Path, mode: Mode, out: &Path) -> Result<()> {
     let device = Default::default();
     let (_, model) = load_run::<Flex>(run, &device)?;
+    let _lock = run_dir::lock_output(out)?;
     // Steps: load (done), bake, write.
     let progress = progress::Progress::start("export", "steps", 3);
     progress.update(1);
@@ -750,27 +792,6 @@ pub fn tune_allocator() {
 /// Elsewhere the allocator is left as it is.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune_allocator() {}
-
-/// Entry point of the binary: parses `std::env::args`, runs, prints `error: ...` and exits 2 on
-/// failure. `ADVSOUP_REFERENCE_KERNELS=1` runs burn's own ops instead of the fused CPU kernels
-/// (read by [`advsoup_vit::fast`] itself, so library users get the same switch).
-pub fn main_entry() -> ! {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ADVSOUP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,advsoup_train=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli) {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -576,6 +576,7 @@ fn hostile_inputs_fail_with_one_error_line_exit_2_and_no_partial_files() {
     rows.extend(rows_repro17(root));
     rows.extend(rows_train16(root));
     rows.extend(rows_eval16(root));
+    rows.extend(rows_cli16(root));
     run_table(rows);
 }
 
@@ -1082,4 +1083,14 @@ fn rows_eval16(root: &Path) -> Vec<Row> {
         needles: vec![bad.display().to_string(), "failed to decode".into()],
     });
     rows
+}
+
+#[path = "hostile/cli16.rs"]
+mod cli16;
+
+/// Issue 16, the cli side (rows in hostile/cli16.rs, to keep this file short): not a run
+/// directory, an unfinished run, `--eps` outside (0, 1], a second writer while the run's or the
+/// data cache's lock is held.
+fn rows_cli16(root: &Path) -> Vec<Row> {
+    cli16::rows(root)
 }
