@@ -475,17 +475,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_streamed_folder_serves_the_same_items_as_a_loaded_one() {
-        use burn::data::dataset::Dataset;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("train");
+    /// [`tree`] under `<dir>/train`, with options that decode every image to 3x3.
+    fn train_tree(dir: &Path) -> (PathBuf, ClassIndex, FolderOptions) {
+        let root = dir.join("train");
         let index = tree(&root);
         let opts = FolderOptions {
             channels: 3,
             resize_shorter: Some(3),
             center_crop: Some(3),
         };
+        (root, index, opts)
+    }
+
+    #[test]
+    fn a_streamed_folder_serves_the_same_items_as_a_loaded_one() {
+        use burn::data::dataset::Dataset;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, index, opts) = train_tree(dir.path());
         let loaded = load_image_folder(&root, &index, &opts).expect("load");
         let streamed = stream_image_folder(&root, &index, &opts).expect("stream");
         assert!(streamed.is_streamed() && !loaded.is_streamed());
@@ -519,13 +525,7 @@ mod tests {
     fn a_damaged_streamed_image_is_named_at_open_or_by_try_epoch_without_a_worker_panic() {
         use crate::{ImageBatcher, ImageLoader, LoaderConfig};
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("train");
-        let index = tree(&root);
-        let opts = FolderOptions {
-            channels: 3,
-            resize_shorter: Some(3),
-            center_crop: Some(3),
-        };
+        let (root, index, opts) = train_tree(dir.path());
         // Not an image at all: refused at open, before any batch.
         std::fs::write(root.join("n03/zz.png"), b"garbage, not a png").expect("write");
         let e = stream_image_folder(&root, &index, &opts)
