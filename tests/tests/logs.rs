@@ -29,7 +29,7 @@ fn logs_redirected_to_a_file_hold_no_ansi_codes() {
         .expect("run");
     assert!(status.success());
     let text = std::fs::read_to_string(&log).expect("log");
-    assert!(text.contains("epoch 1"), "no epoch line in the log: {text}");
+    assert!(text.contains("held-out clean"), "no epoch line in the log: {text}");
     assert!(
         !text.contains('\x1b'),
         "ANSI codes in a redirected log: {text:?}"
@@ -53,13 +53,13 @@ fn a_terminal_gets_colours_unless_no_color_is_set() {
         return;
     }
     let plain = on_terminal(&config, &tmp.path().join("a"), None);
-    assert!(plain.contains("epoch 1"), "no epoch line: {plain:?}");
+    assert!(plain.contains("held-out clean"), "no epoch line: {plain:?}");
     assert!(
         plain.contains('\x1b'),
         "no colours on a terminal: {plain:?}"
     );
     let no_color = on_terminal(&config, &tmp.path().join("b"), Some("1"));
-    assert!(no_color.contains("epoch 1"), "{no_color:?}");
+    assert!(no_color.contains("held-out clean"), "{no_color:?}");
     assert!(
         !no_color.contains('\x1b'),
         "colours despite NO_COLOR: {no_color:?}"
