@@ -29,7 +29,10 @@ fn logs_redirected_to_a_file_hold_no_ansi_codes() {
         .expect("run");
     assert!(status.success());
     let text = std::fs::read_to_string(&log).expect("log");
-    assert!(text.contains("held-out clean"), "no epoch line in the log: {text}");
+    assert!(
+        text.contains("held-out clean"),
+        "no epoch line in the log: {text}"
+    );
     assert!(
         !text.contains('\x1b'),
         "ANSI codes in a redirected log: {text:?}"

@@ -117,18 +117,19 @@ batch_size = 8
         assert_eq!(a.table(), b.table());
     }
 
-    /// A streamed training image that does not decode ends the run with the data crate's
-    /// error naming the file, whether a data worker or the held-out evaluation reads it; no
-    /// thread panics.
+    /// A streamed training image whose header is fine but whose pixels do not decode ends
+    /// the run with the data crate's error naming the file, whether a data worker or the
+    /// held-out evaluation reads it; no thread panics. (A file that is not an image at all is
+    /// refused when the folder is opened: advsoup-data's own tests.)
     #[test]
     fn an_undecodable_streamed_image_is_an_error_naming_it_not_a_worker_panic() {
         let _rng = test_support::serial();
         let dir = folders();
         let cfg = config(dir.path(), true);
         for bad in ["train/c0/3.png", "train/c1/7.png"] {
-            std::fs::write(dir.path().join(bad), b"not a png").expect("corrupt");
+            advsoup_data::testing::damage_png_body(&dir.path().join(bad));
         }
-        let splits = load_data(&cfg, false).expect("streamed: listed, not decoded");
+        let splits = load_data(&cfg, false).expect("streamed: headers read, pixels not");
         let out = RunOptions::new(dir.path().join("runs"));
         let e = train::<Autodiff<Flex>>(&cfg, &splits, &out, &Default::default())
             .expect_err("an undecodable image")
