@@ -8,6 +8,7 @@ mod cmd_bench;
 mod cmd_data;
 mod cmd_report;
 mod cmd_soup;
+mod gpu;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// CubeCL's kernel cache and compile log (GPU backends).
+    #[command(flatten)]
+    pub kernels: gpu::KernelArgs,
 }
 
 /// Where to compute.
@@ -47,17 +51,21 @@ pub enum DeviceArg {
     Cpu,
     /// CUDA device N (needs the `cuda` feature).
     Cuda(usize),
+    /// burn's wgpu backend on the default adapter (needs the `wgpu` feature): Vulkan, Metal or
+    /// DX12, or Mesa's software Vulkan driver where there is no GPU.
+    Wgpu,
 }
 
 fn parse_device(s: &str) -> Result<DeviceArg, String> {
     match s {
         "cpu" => Ok(DeviceArg::Cpu),
         "cuda" => Ok(DeviceArg::Cuda(0)),
+        "wgpu" => Ok(DeviceArg::Wgpu),
         other => other
             .strip_prefix("cuda:")
             .and_then(|n| n.parse().ok())
             .map(DeviceArg::Cuda)
-            .ok_or_else(|| format!("expected cpu, cuda or cuda:N, got `{other}`")),
+            .ok_or_else(|| format!("expected cpu, cuda, cuda:N or wgpu, got `{other}`")),
     }
 }
 
@@ -166,7 +174,7 @@ pub struct TrainArgs {
     /// Parent directory of runs.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceArg,
     /// Stop after this many steps (checkpointed; resumable).
@@ -257,6 +265,7 @@ pub struct AttackArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    cli.kernels.apply()?;
     match cli.command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
@@ -462,6 +471,7 @@ fn train(args: TrainArgs) -> Result<()> {
             train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)?
         }
         DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology)?,
+        DeviceArg::Wgpu => gpu::train_wgpu(&config, &splits, &options, &topology)?,
     };
     println!("run: {}", summary.dir.display());
     match summary.report {
