@@ -38,6 +38,12 @@ pub struct BenchArgs {
     /// Which models.
     #[arg(long, value_enum, default_value = "tiny32")]
     pub preset: PresetArg,
+    /// Measure a training config's model instead of a preset, at its batch size and PGD length
+    /// (attack.train.num_steps). On a GPU backend with `--kernel-cache DIR` this is the warm-up:
+    /// the first call compiles and autotunes the configuration's kernels, the report's
+    /// "first call s" says how long that took, and later runs with the same DIR skip it.
+    #[arg(long, conflicts_with_all = ["preset", "steps", "memory_child"])]
+    pub config: Option<PathBuf>,
     /// Batch size (default: per preset).
     #[arg(long)]
     pub batch: Option<usize>,
@@ -53,7 +59,7 @@ pub struct BenchArgs {
     /// Write the report here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceArg,
     /// CI size: the test preset, 1 iteration, no warm-up, K = 2.
@@ -130,16 +136,41 @@ fn device_name(d: DeviceArg) -> String {
     match d {
         DeviceArg::Cpu => "cpu".into(),
         DeviceArg::Cuda(n) => format!("cuda:{n}"),
+        DeviceArg::Wgpu => "wgpu".into(),
     }
 }
 
-/// The harness's plan: presets sized for the device, memory children on the CPU only.
-fn plan(args: &BenchArgs, settings: Settings) -> Result<SuitePlan> {
+/// `--config`'s model as a preset (named `config`) at the config's batch size, and the
+/// config's PGD length.
+fn config_preset(path: &std::path::Path) -> Result<(BenchPreset, usize)> {
+    let config = advsoup_train::TrainConfig::load(path, &[])?;
+    let preset = BenchPreset {
+        name: "config",
+        model: "config",
+        vit: config.vit()?,
+        batch: config.optim.batch_size,
+        train: true,
+    };
+    Ok((preset, config.attack.train.num_steps))
+}
+
+/// The harness's plan: presets sized for the device, memory children on the CPU only (and
+/// only for named presets: a child is started with `--preset NAME`).
+fn plan(args: &BenchArgs, settings: Settings, config: Option<BenchPreset>) -> Result<SuitePlan> {
     if args.batch == Some(0) {
         bail!("--batch must be > 0");
     }
-    let cuda = matches!(args.device, DeviceArg::Cuda(_));
-    let memory = if args.no_memory || cuda {
+    if let Some(preset) = config {
+        return Ok(SuitePlan {
+            presets: vec![preset],
+            batch: args.batch,
+            settings,
+            memory: None,
+        });
+    }
+    // vitb16 trains only where there is a GPU; host memory (VmHWM) means something on cpu only.
+    let gpu = matches!(args.device, DeviceArg::Cuda(_) | DeviceArg::Wgpu);
+    let memory = if args.no_memory || gpu {
         None
     } else {
         Some(MemoryPlan {
@@ -149,37 +180,35 @@ fn plan(args: &BenchArgs, settings: Settings) -> Result<SuitePlan> {
         })
     };
     Ok(SuitePlan {
-        presets: args.preset.presets(cuda),
+        presets: args.preset.presets(gpu),
         batch: args.batch,
         settings,
         memory,
     })
 }
 
-fn bench_cpu(args: &BenchArgs, settings: Settings) -> Result<BenchReport> {
-    let plan = plan(args, settings)?;
+fn bench_cpu(plan: &SuitePlan) -> Result<BenchReport> {
     Ok(advsoup_bench::run_suite::<Autodiff<Flex>>(
-        &plan,
+        plan,
         &Default::default(),
         "flex-cpu",
     )?)
 }
 
 #[cfg(feature = "cuda")]
-fn bench_cuda(args: &BenchArgs, settings: Settings, n: usize) -> Result<BenchReport> {
+fn bench_cuda(plan: &SuitePlan, n: usize) -> Result<BenchReport> {
     use burn::backend::Cuda;
     let device = burn::backend::cuda::CudaDevice::new(n);
     crate::probe_cuda(&device)?;
-    let plan = plan(args, settings)?;
     Ok(advsoup_bench::run_suite::<Autodiff<Cuda>>(
-        &plan,
+        plan,
         &device,
         &format!("cuda:{n}"),
     )?)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn bench_cuda(_: &BenchArgs, _: Settings, _: usize) -> Result<BenchReport> {
+fn bench_cuda(_: &SuitePlan, _: usize) -> Result<BenchReport> {
     bail!(
         "--device cuda: this advsoup was built without the `cuda` feature (cargo build --features cuda)"
     )
@@ -198,7 +227,9 @@ fn memory_child(args: &BenchArgs, k: usize, settings: &Settings) -> Result<()> {
         DeviceArg::Cpu => {
             advsoup_bench::memory_child::<Autodiff<Flex>>(&p, n, k, settings, &Default::default())?
         }
-        DeviceArg::Cuda(_) => bail!("--memory-child measures host memory: use --device cpu"),
+        DeviceArg::Cuda(_) | DeviceArg::Wgpu => {
+            bail!("--memory-child measures host memory: use --device cpu")
+        }
     };
     println!("{}", serde_json::to_string(&record)?);
     Ok(())
@@ -213,13 +244,23 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
         args.warmup = 0;
         args.steps = 2;
     }
+    let config = match &args.config {
+        Some(path) => {
+            let (preset, steps) = config_preset(path)?;
+            args.steps = steps;
+            Some(preset)
+        }
+        None => None,
+    };
     let settings = settings(&args, only);
     if let Some(k) = args.memory_child {
         return memory_child(&args, k, &settings);
     }
+    let plan = plan(&args, settings, config)?;
     let report = match args.device {
-        DeviceArg::Cpu => bench_cpu(&args, settings)?,
-        DeviceArg::Cuda(n) => bench_cuda(&args, settings, n)?,
+        DeviceArg::Cpu => bench_cpu(&plan)?,
+        DeviceArg::Cuda(n) => bench_cuda(&plan, n)?,
+        DeviceArg::Wgpu => crate::gpu::bench_wgpu(&plan)?,
     };
     print!("{}", report.render());
     if let Some(path) = &args.json {
@@ -276,6 +317,44 @@ mod tests {
                 .render()
                 .contains("| test/co_training_step (K=2) | 2 |")
         );
+    }
+
+    #[test]
+    fn config_benches_its_model_at_its_batch_and_pgd_length() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let fmnist = format!("{root}/configs/fmnist-cls.toml");
+        let (p, k) = config_preset(std::path::Path::new(&fmnist)).expect("config");
+        let preset = BenchPreset::fmnist();
+        assert_eq!(p.vit.patch_size, preset.vit.patch_size);
+        assert_eq!(p.vit.embed_dim, preset.vit.embed_dim);
+        assert_eq!((p.vit.depth, p.batch, k), (preset.vit.depth, 128, 2));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let json = dir.path().join("out.json");
+        let tiny = format!("{root}/crates/train/fixtures/tiny.toml");
+        let args = [
+            "--config",
+            &tiny,
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--only",
+            "co_training_step",
+            "--json",
+            json.to_str().expect("utf-8"),
+        ];
+        run(parse(&args)).expect("bench runs");
+        let report: BenchReport =
+            serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("report");
+        let tiny = advsoup_train::TrainConfig::load(std::path::Path::new(&tiny), &[])
+            .expect("tiny config");
+        let p = &report.presets[0];
+        assert_eq!((p.preset.as_str(), p.memory.len()), ("config", 0));
+        assert_eq!(p.pgd_steps, tiny.attack.train.num_steps);
+        assert_eq!(p.records[0].batch, tiny.optim.batch_size);
+        let bad = Cli::try_parse_from(["advsoup", "bench", "--config", "x", "--preset", "test"]);
+        assert!(bad.is_err(), "--config and --preset conflict");
     }
 
     #[test]

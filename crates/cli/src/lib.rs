@@ -10,6 +10,7 @@ mod cmd_report;
 mod cmd_soup;
 mod entry;
 pub mod exit;
+mod gpu;
 mod progress;
 pub mod run_dir;
 mod signals;
@@ -46,6 +47,9 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// CubeCL's kernel cache and compile log (GPU backends).
+    #[command(flatten)]
+    pub kernels: gpu::KernelArgs,
 }
 
 /// Where to compute.
@@ -55,17 +59,21 @@ pub enum DeviceArg {
     Cpu,
     /// CUDA device N (needs the `cuda` feature).
     Cuda(usize),
+    /// burn's wgpu backend on the default adapter (needs the `wgpu` feature): Vulkan, Metal or
+    /// DX12, or Mesa's software Vulkan driver where there is no GPU.
+    Wgpu,
 }
 
 fn parse_device(s: &str) -> Result<DeviceArg, String> {
     match s {
         "cpu" => Ok(DeviceArg::Cpu),
         "cuda" => Ok(DeviceArg::Cuda(0)),
+        "wgpu" => Ok(DeviceArg::Wgpu),
         other => other
             .strip_prefix("cuda:")
             .and_then(|n| n.parse().ok())
             .map(DeviceArg::Cuda)
-            .ok_or_else(|| format!("expected cpu, cuda or cuda:N, got `{other}`")),
+            .ok_or_else(|| format!("expected cpu, cuda, cuda:N or wgpu, got `{other}`")),
     }
 }
 
@@ -181,7 +189,7 @@ pub struct TrainArgs {
     /// Parent directory of runs.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceArg,
     /// Stop after this many steps (checkpointed; resumable).
@@ -284,6 +292,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Runs a parsed command line; setting `stop` asks `train` to checkpoint after the current
 /// step and return [`Stopped`] (the binary sets it on SIGINT and SIGTERM).
 pub fn run_with(cli: Cli, stop: Arc<AtomicBool>) -> Result<()> {
+    cli.kernels.apply()?;
     match cli.command {
         Command::Train(args) => train(args, stop),
         Command::Eval(args) => eval(args),
@@ -482,6 +491,7 @@ fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
             train_on::<Autodiff<Flex>>(&config, &splits, &options, &devices, &topology)
         }
         DeviceArg::Cuda(n) => train_cuda(&config, &splits, &options, n, &topology),
+        DeviceArg::Wgpu => gpu::train_wgpu(&config, &splits, &options, &topology),
     };
     let summary = summary.map_err(stopped)?;
     println!("run: {}", summary.dir.display());

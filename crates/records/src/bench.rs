@@ -24,13 +24,17 @@ pub struct BenchRecord {
     pub first_call_seconds: f64,
 }
 
-/// A side-by-side table of records (name, batch, images/s).
+/// A table of records: name, batch, steady images/s (the measured calls), the steady seconds
+/// per call, and the first call's seconds (on a GPU backend, kernel compilation and autotuning
+/// are in it), so that first-call and steady-state figures are read separately.
 pub fn table(records: &[BenchRecord]) -> String {
-    let mut s = String::from("| step | batch | images/s |\n|---|---|---|\n");
+    let mut s = String::from(
+        "| step | batch | images/s | s/call (steady) | first call s |\n|---|---|---|---|---|\n",
+    );
     for r in records {
         s.push_str(&format!(
-            "| {} | {} | {:.1} |\n",
-            r.name, r.batch, r.images_per_s
+            "| {} | {} | {:.1} | {:.4} | {:.3} |\n",
+            r.name, r.batch, r.images_per_s, r.seconds_per_iter, r.first_call_seconds
         ));
     }
     s
