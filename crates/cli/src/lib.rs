@@ -6,6 +6,7 @@
 
 mod cmd_bench;
 mod cmd_data;
+mod cmd_info;
 mod cmd_report;
 mod cmd_soup;
 mod entry;
@@ -15,6 +16,8 @@ mod progress;
 pub mod run_dir;
 mod signals;
 
+use cmd_info::{adapter, group, preset};
+pub use cmd_info::{counts, counts_text, info, run_counts};
 pub use entry::main_entry;
 pub use signals::Stopped;
 
@@ -22,13 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use advsoup_adapters::{AdaptedVitConfig, AdapterKind, Mode};
+use advsoup_adapters::{AdaptedVitConfig, Mode};
 use advsoup_attacks::{Evaluator, ThreatModel};
 use advsoup_eval::EvalJob;
 /// Set to `1` to allow `--nodes` above 1 (see `advsoup_train::multi_node_allowed`).
 pub use advsoup_train::MULTI_NODE_ENV;
 use advsoup_train::{RunOptions, TrainConfig};
-use advsoup_vit::VitConfig;
 use advsoup_vit::io::{Normalization, NormalizationSource};
 use anyhow::{Context, Result, bail};
 use burn::backend::{Autodiff, Flex};
@@ -306,19 +308,7 @@ pub fn run_with(cli: Cli, stop: Arc<AtomicBool>) -> Result<()> {
             adapter,
             run,
             json,
-        } => {
-            let counts = match (run, preset) {
-                (Some(run), _) => run_counts(&run)?,
-                (None, Some(preset)) => counts(&preset, &adapter)?,
-                (None, None) => bail!("info: give --preset or --run"),
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&counts)?);
-            } else {
-                print!("{}", counts_text(&counts));
-            }
-            Ok(())
-        }
+        } => cmd_info::run(preset.as_deref(), &adapter, run.as_deref(), json),
         Command::ImportTimm {
             file,
             preset,
@@ -338,101 +328,6 @@ pub fn run_with(cli: Cli, stop: Arc<AtomicBool>) -> Result<()> {
         }
         Command::ExportTimm { run, mode, out } => export_timm(&run, mode, &out),
     }
-}
-
-fn preset(name: &str) -> Result<VitConfig> {
-    VitConfig::preset(name).with_context(|| {
-        format!(
-            "unknown preset `{name}`, expected one of {}",
-            VitConfig::PRESETS.join(", ")
-        )
-    })
-}
-
-fn adapter(name: &str) -> Result<AdapterKind> {
-    AdapterKind::parse(name).with_context(|| {
-        format!("unknown adapter `{name}`, expected none, cls_token, dual_layer_norm, bias, prompt[:K] or lora[:R]")
-    })
-}
-
-pub use advsoup_records::params::ParamCounts;
-
-/// The text form of [`ParamCounts`] (`advsoup info`).
-pub fn counts_text(c: &ParamCounts) -> String {
-    format!(
-        "model: {}\nadapter: {}\ntotal parameters (no adapter): {}\ntotal parameters (with adapter): {}\ndomain-specific parameters per domain: {}\n",
-        c.model,
-        c.adapter,
-        group(c.total_params_no_adapter),
-        group(c.total_params),
-        group(c.params_per_domain),
-    )
-}
-
-fn counts_of(model: String, vit: &VitConfig, kind: AdapterKind) -> ParamCounts {
-    ParamCounts {
-        model,
-        adapter: kind.name(),
-        total_params_no_adapter: vit.num_params(),
-        total_params: AdaptedVitConfig {
-            vit: vit.clone(),
-            adapter: kind,
-        }
-        .num_params(),
-        params_per_domain: kind.params_per_domain(vit),
-    }
-}
-
-/// Counts of a preset with an adapter, from the formulas.
-pub fn counts(preset_name: &str, adapter_name: &str) -> Result<ParamCounts> {
-    Ok(counts_of(
-        preset_name.to_string(),
-        &preset(preset_name)?,
-        adapter(adapter_name)?,
-    ))
-}
-
-/// Counts of a trained run's model: the formulas for its config, checked against the tensors
-/// of its `model.safetensors`.
-pub fn run_counts(run: &Path) -> Result<ParamCounts> {
-    let device = Default::default();
-    let (config, model) = load_run::<Flex>(run, &device)?;
-    let counts = counts_of(
-        run.display().to_string(),
-        &config.vit()?,
-        config.model.adapter,
-    );
-    let (tensors_total, tensors_domain) = (
-        burn::module::Module::num_params(&model),
-        model.params_per_domain(),
-    );
-    if (tensors_total, tensors_domain) != (counts.total_params, counts.params_per_domain) {
-        bail!(
-            "{}: the model holds {tensors_total} parameters ({tensors_domain} per domain) but its \
-             config implies {} ({} per domain)",
-            run.join("model.safetensors").display(),
-            counts.total_params,
-            counts.params_per_domain
-        );
-    }
-    Ok(counts)
-}
-
-/// The text of `advsoup info --preset P --adapter A`.
-pub fn info(preset_name: &str, adapter_name: &str) -> Result<String> {
-    Ok(counts_text(&counts(preset_name, adapter_name)?))
-}
-
-fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn git_revision() -> Option<String> {
