@@ -2,11 +2,16 @@
 # The checks advsoup's CUDA path gets on a lent GPU machine (no cargo there): run from the repo
 # root with a `--features cuda` binary built elsewhere and carried along:
 #
-#   CUDARC_CUDA_VERSION=13000 cargo build --release -p advsoup-cli --features cuda
+#   CUDARC_CUDA_VERSION=13000 cargo build --release -p advsoup-cli --features cuda,fusion,autotune
 #   mkdir -p .gpu && cp target/release/advsoup .gpu/ && strip .gpu/advsoup
 #   ADVSOUP=.gpu/advsoup OUT=target/cuda-check scripts/device/cuda_check.sh
 #
-# (CUDARC_CUDA_VERSION: the driver's CUDA level, 13000 for a 580-series driver.)
+# (CUDARC_CUDA_VERSION: the driver's CUDA level, 13000 for a 580-series driver.) Everything runs
+# under one time budget (BUDGET seconds, default 450: the device tool's 8-minute check with room
+# to start), each part with its own timeout, and the figures go to $OUT/figures.json whatever
+# finished. Compiled kernels and autotune results are kept in $OUT/kernel-cache (advsoup's
+# --kernel-cache): the cuda training run fills it, the bench reuses what applies, and a second
+# run of this script on the same machine starts warm (its first calls say how much that saves).
 #
 # 1. The same tiny co-training run (synthetic Fashion-MNIST-shaped IDX data) on cpu and on cuda:
 #    per-epoch loss and accuracies must agree (the PGD inner loop and the mixed batch on the GPU
@@ -25,7 +30,12 @@ export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
 BIN=${ADVSOUP:-target/release/advsoup}
 OUT=${OUT:-target/cuda-check}
 BATCH=${BATCH:-64}
+BUDGET=${BUDGET:-450}
+START=$(date +%s)
 mkdir -p "$OUT"
+CACHE=(--kernel-cache "$OUT/kernel-cache")
+# Seconds left of the budget, minus $1 kept for what follows (at least 10).
+left() { local l=$((BUDGET - ($(date +%s) - START) - ${1:-0})); echo $((l < 10 ? 10 : l)); }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
 # Peak GPU memory (MiB) in use while a command runs, minus the reading before it.
@@ -102,13 +112,22 @@ batch_size = 64
 TOML
 agree=0
 for dev in cpu cuda; do
-  limit=60; [ "$dev" = cuda ] && limit=${CUDA_TRAIN_LIMIT:-600}   # the first CUDA calls compile their kernels
-  timeout "$limit" "$BIN" train --config "$OUT/tiny.toml" --runs-dir "$OUT/runs-$dev" --device "$dev" \
+  limit=60; [ "$dev" = cuda ] && limit=$(left 300)   # the first CUDA calls compile their kernels
+  timeout "$limit" "$BIN" "${CACHE[@]}" train --config "$OUT/tiny.toml" --runs-dir "$OUT/runs-$dev" --device "$dev" \
     >"$OUT/train-$dev.log" 2>&1 || { echo "train on $dev failed:"; tail -5 "$OUT/train-$dev.log"; agree=1; }
 done
 python3 - "$OUT" <<'PY' || agree=1
 import json, sys
 out = sys.argv[1]
+summary = {"agreement": None}
+def save():
+    json.dump(summary, open(f"{out}/agreement.json", "w"), indent=2)
+try:
+    open(f"{out}/runs-cuda/tiny/final.json")
+except OSError:
+    summary["agreement"] = "cuda run did not finish within its time"
+    save()
+    sys.exit(1)
 rows = {d: [json.loads(l) for l in open(f"{out}/runs-{d}/tiny/metrics.jsonl")] for d in ("cpu", "cuda")}
 fin = {d: json.load(open(f"{out}/runs-{d}/tiny/final.json")) for d in ("cpu", "cuda")}
 worst = 0.0
@@ -122,13 +141,17 @@ for k in ("clean_mode_clean_acc", "robust_mode_robust_acc"):
 ok = len(rows["cpu"]) == len(rows["cuda"]) == 2 and worst < 1e-2 and all(
     abs(fin["cpu"][k] - fin["cuda"][k]) <= 0.05 for k in ("clean_mode_clean_acc", "robust_mode_robust_acc"))
 print("cpu/cuda agreement:", "ok" if ok else "FAILED", f"(worst epoch-loss relative difference {worst:.2e})")
+summary = {"agreement": "ok" if ok else "FAILED", "worst_epoch_loss_rel_diff": worst,
+           "final": {d: {k: fin[d][k] for k in ("clean_mode_clean_acc", "robust_mode_robust_acc")}
+                     for d in fin}}
+save()
 sys.exit(0 if ok else 1)
 PY
 
 # -- 2. ViT-B/16 at 224 on the GPU: advsoup vs PyTorch eager
-with_memory advsoup timeout ${CUDA_BENCH_LIMIT:-900} "$BIN" bench --device cuda --preset vitb16 --batch "$BATCH" \
+with_memory advsoup timeout "$(left 60)" "$BIN" "${CACHE[@]}" bench --device cuda --preset vitb16 --batch "$BATCH" \
   --steps 2 --warmup 2 --iters 5 --json "$OUT/advsoup-bench.json"
-with_memory torch timeout 100 python3 crates/bench/reference/torch_bench.py --device cuda \
+with_memory torch timeout "$(left 0)" python3 crates/bench/reference/torch_bench.py --device cuda \
   --preset vitb16 --batch "$BATCH" --steps 2 --warmup 2 --iters 5 --no-memory --json "$OUT/torch-bench.json"
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -140,6 +163,27 @@ def rates(p):
         return {}
     return {(x["name"] if "name" in x else x["step"]): x["images_per_s"] for pr in r["presets"] for x in pr["records"]}
 ours, theirs = rates(f"{out}/advsoup-bench.json"), rates(f"{out}/torch-bench.json")
+def first_calls(p):
+    try:
+        return {x["name"]: x.get("first_call_seconds") for pr in json.load(open(p))["presets"]
+                for x in pr["records"]}
+    except Exception:
+        return {}
+try:
+    agreement = json.load(open(f"{out}/agreement.json"))
+except Exception:
+    agreement = None
+memory = {}
+for line in open(f"{out}/memory.txt") if __import__("os").path.exists(f"{out}/memory.txt") else []:
+    name, rest = line.split(":", 1)
+    memory[name] = rest.strip()
+json.dump({"gpu": open(f"{out}/gpu.txt").read().strip(), "agreement": agreement,
+           "vitb16_batch": int(__import__("os").environ.get("BATCH", "64")),
+           "advsoup_images_per_s": ours, "torch_images_per_s": theirs,
+           "advsoup_first_call_s": first_calls(f"{out}/advsoup-bench.json"),
+           "ratio": {k: ours[k] / theirs[k] for k in ours if k in theirs and theirs[k]},
+           "memory": memory}, open(f"{out}/figures.json", "w"), indent=2)
+print(f"figures: {out}/figures.json")
 print("| step (vitb16, batch 64, K = 2) | advsoup img/s | torch img/s | advsoup/torch |\n|---|---|---|---|")
 for k in ours.keys() | theirs.keys():
     a, t = ours.get(k), theirs.get(k)
@@ -150,7 +194,7 @@ PY
 # -- 3. the same bench with mixed precision (bf16 compute, f32 master weights), if asked:
 #    BF16=1 (its kernels compile anew: give it the time of a first run)
 if [ "${BF16:-0}" = 1 ]; then
-  with_memory advsoup-bf16 timeout ${CUDA_BENCH_LIMIT:-900} "$BIN" bench --device cuda --preset vitb16 \
+  with_memory advsoup-bf16 timeout "$(left 0)" "$BIN" "${CACHE[@]}" bench --device cuda --preset vitb16 \
     --batch "$BATCH" --steps 2 --warmup 2 --iters 5 --precision bf16 --json "$OUT/advsoup-bench-bf16.json"
 fi
 exit $agree
