@@ -2,7 +2,7 @@
 # The checks advsoup's CUDA path gets on a lent GPU machine (no cargo there): run from the repo
 # root with a `--features cuda` binary built elsewhere and carried along:
 #
-#   CUDARC_CUDA_VERSION=13000 cargo build --release -p advsoup-cli --features cuda,fusion,autotune
+#   CUDARC_CUDA_VERSION=13000 cargo build --release -p advsoup-cli --features cuda
 #   mkdir -p .gpu && cp target/release/advsoup .gpu/ && strip .gpu/advsoup
 #   ADVSOUP=.gpu/advsoup OUT=target/cuda-check scripts/device/cuda_check.sh
 #
