@@ -15,6 +15,11 @@ pub struct ReportArgs {
 }
 
 /// Writes `<run>/report.html` and prints its path.
+///
+/// Takes no lock on the run directory, unlike every other writer: it only reads the run's
+/// records and replaces `report.html` atomically (a uniquely named temporary file, then a
+/// rename), so it can draw the page of a run while `advsoup train` holds that run's lock, and
+/// two reports at once leave one whole page.
 pub fn run(args: ReportArgs) -> Result<()> {
     crate::run_dir::require_run(&args.run)?;
     let html = advsoup_report::run_page(&args.run)
