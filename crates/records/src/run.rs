@@ -17,6 +17,10 @@ pub struct RunMeta {
     pub backend: String,
     /// burn's version (`0.21.0`).
     pub burn: String,
+    /// The CPU of the machine that last started (or resumed) the run; absent in runs written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuInfo>,
     /// Devices (processes) of the run, all nodes together.
     pub devices: usize,
     /// The git revision of the code, when known.
@@ -27,6 +31,41 @@ pub struct RunMeta {
     pub nodes: usize,
     /// The run's seed.
     pub seed: u64,
+}
+
+/// A machine's CPU as far as it decides a run's numbers: burn's CPU matmul (gemm) and
+/// advsoup's fused kernels pick their SIMD path at run time (AVX-512, AVX2+FMA, NEON or
+/// scalar), and each path rounds differently. A run is reproducible bit for bit on a CPU with
+/// the same `arch` and `simd`; on another it computes the same functions with other rounding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    /// `std::env::consts::ARCH` (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// The model name the operating system reports, when it does (Linux `/proc/cpuinfo`).
+    pub model: Option<String>,
+    /// The SIMD extensions detected at run time that those kernels dispatch on, in a fixed order.
+    pub simd: Vec<String>,
+}
+
+impl CpuInfo {
+    /// Whether `other` takes the same SIMD paths (the model name aside), so that the same run
+    /// gives the same bits on both.
+    pub fn same_paths(&self, other: &Self) -> bool {
+        self.arch == other.arch && self.simd == other.simd
+    }
+
+    /// `x86_64 avx2+fma+avx512f (Intel(R) Xeon(R) Processor)`: one line for logs and reports.
+    pub fn summary(&self) -> String {
+        let simd = if self.simd.is_empty() {
+            "no SIMD".to_string()
+        } else {
+            self.simd.join("+")
+        };
+        match &self.model {
+            Some(m) => format!("{} {simd} ({m})", self.arch),
+            None => format!("{} {simd}", self.arch),
+        }
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -294,6 +333,37 @@ mod tests {
         let back: RunMeta =
             serde_json::from_str(&serde_json::to_string(&with_rev).expect("json")).expect("parse");
         assert_eq!(back, with_rev);
+    }
+
+    #[test]
+    fn run_json_records_the_cpu_and_compares_its_simd_paths() {
+        let written = r#"{"accumulation":1,"backend":"B","burn":"0.21.0","cpu":{"arch":"x86_64","model":"Xeon","simd":["avx2","fma","avx512f"]},"devices":1,"git_revision":null,"global_batch":64,"nodes":1,"seed":0}"#;
+        let meta: RunMeta = serde_json::from_str(written).expect("parse");
+        assert_eq!(serde_json::to_string(&meta).expect("json"), written);
+        let cpu = meta.cpu.expect("cpu");
+        assert_eq!(cpu.summary(), "x86_64 avx2+fma+avx512f (Xeon)");
+        let renamed = CpuInfo {
+            model: Some("Other".into()),
+            ..cpu.clone()
+        };
+        assert!(
+            cpu.same_paths(&renamed),
+            "the model name does not change the bits"
+        );
+        let no_avx512 = CpuInfo {
+            simd: vec!["avx2".into(), "fma".into()],
+            ..cpu.clone()
+        };
+        assert!(!cpu.same_paths(&no_avx512));
+        assert_eq!(
+            CpuInfo {
+                model: None,
+                simd: vec![],
+                ..cpu
+            }
+            .summary(),
+            "x86_64 no SIMD"
+        );
     }
 
     #[test]

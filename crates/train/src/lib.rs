@@ -62,6 +62,7 @@ mod epoch_eval;
 mod error;
 pub mod eval;
 mod launch;
+pub mod machine;
 mod parallel;
 pub mod plan;
 mod progress;

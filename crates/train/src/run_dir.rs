@@ -152,6 +152,7 @@ impl RunDir {
             accumulation: plan.accumulation,
             backend: backend.to_string(),
             burn: "0.21.0".to_string(),
+            cpu: Some(crate::machine::this_cpu()),
             devices: plan.world,
             git_revision: git_revision.clone(),
             global_batch: plan.global_batch,
