@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::CpuInfo;
 use crate::stats::Interval;
 
 /// A sweep file (`configs/sweep-*.toml`); `results.json` repeats it as run.
@@ -327,9 +328,22 @@ pub struct SweepResults {
     pub budget: Option<BudgetResults>,
     /// The paper's claims checked against these numbers.
     pub claims: Vec<Claim>,
+    /// The CPUs the runs were trained on (each run's `run.json`), distinct, in the order the
+    /// rows were read. Results reproduce bit for bit only on a CPU with the same SIMD paths
+    /// ([`CpuInfo::same_paths`]); empty when no run recorded its CPU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<CpuInfo>,
 }
 
 impl SweepResults {
+    /// Whether the runs were trained on CPUs with different SIMD paths (so no single machine
+    /// reproduces every (row, seed) bit for bit).
+    pub fn mixed_machines(&self) -> bool {
+        self.machines
+            .iter()
+            .any(|m| !m.same_paths(&self.machines[0]))
+    }
+
     /// The rows' results of one seed.
     pub fn of_seed(&self, seed: u64) -> impl Iterator<Item = &RowResult> {
         self.rows.iter().filter(move |r| r.seed == seed)
@@ -556,6 +570,7 @@ mod tests {
             summary: vec![],
             budget: None,
             claims: vec![],
+            machines: vec![],
         };
         let mut b = a.clone();
         b.rows[0].train_seconds = 99.0;

@@ -195,6 +195,7 @@ fn results() -> SweepResults {
         summary: vec![],
         budget: Some(budget),
         claims,
+        machines: vec![],
     };
     r.summary = ["nominal", "cls_token", "bias"]
         .iter()

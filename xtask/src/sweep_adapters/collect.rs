@@ -11,7 +11,7 @@ use advsoup_records::adapter_sweep::{
 };
 use advsoup_records::eval_report::EvalSummary;
 use advsoup_records::params::ParamCounts;
-use advsoup_records::run::FinalReport;
+use advsoup_records::run::{CpuInfo, FinalReport, RunMeta};
 use advsoup_records::soup::{SelectReport, SoupSweep, f32_as_json_f64};
 use advsoup_records::stats::interval;
 use advsoup_records::{claims, read_json};
@@ -29,6 +29,7 @@ pub(super) fn collect(
     quick: bool,
 ) -> Result<SweepResults> {
     let mut results = Vec::new();
+    let mut machines = Vec::new();
     let mut eps = f64::NAN;
     for spec in rows(config) {
         for &seed in seeds {
@@ -55,12 +56,13 @@ pub(super) fn collect(
                 s.report = relative(&s.report, sweep_dir);
             }
             results.push(row);
+            note_cpu(&mut machines, &dir)?;
         }
     }
     let budget = match &config.budget {
         Some(spec) => Some(BudgetResults {
             spec: spec.clone(),
-            rows: budget_rows(config, runs, seeds)?,
+            rows: budget_rows(config, runs, seeds, &mut machines)?,
         }),
         None => None,
     };
@@ -74,7 +76,24 @@ pub(super) fn collect(
         rows: results,
         budget,
         claims,
+        machines,
     })
+}
+
+/// Adds the CPU in `dir`'s `run.json` to `machines` when it is not there yet (runs written
+/// before the CPU was recorded add nothing).
+fn note_cpu(machines: &mut Vec<CpuInfo>, dir: &Path) -> Result<()> {
+    let path = dir.join("run.json");
+    if !exists(&path) {
+        return Ok(());
+    }
+    let meta: RunMeta = read_json(&path)?;
+    if let Some(cpu) = meta.cpu
+        && !machines.contains(&cpu)
+    {
+        machines.push(cpu);
+    }
+    Ok(())
 }
 
 /// `path` relative to `base` (unchanged when it is not under `base`).
@@ -101,7 +120,12 @@ fn standard(dir: &Path) -> Result<Option<StandardResult>> {
 }
 
 /// The budget axis's finished (row, seed) runs.
-fn budget_rows(config: &SweepConfig, runs: &Path, seeds: &[u64]) -> Result<Vec<BudgetRow>> {
+fn budget_rows(
+    config: &SweepConfig,
+    runs: &Path,
+    seeds: &[u64],
+    machines: &mut Vec<CpuInfo>,
+) -> Result<Vec<BudgetRow>> {
     let mut out = Vec::new();
     for spec in rows(config).iter().filter(|r| is_budget_row(r)) {
         for &seed in seeds {
@@ -121,6 +145,7 @@ fn budget_rows(config: &SweepConfig, runs: &Path, seeds: &[u64]) -> Result<Vec<B
                 train_seconds: fin.train_seconds,
                 run_dir: relative(&dir, runs.parent().unwrap_or(runs)),
             });
+            note_cpu(machines, &dir)?;
         }
     }
     Ok(out)
@@ -358,6 +383,39 @@ mod tests {
             (b.rows[0].name.as_str(), b.rows[0].clean_acc),
             ("nominal", 0.9)
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cpus_of_the_runs_are_gathered_once_each() {
+        let dir = tempfile_dir("cpus");
+        write_row(&dir, "cls_token", FINAL);
+        write_row(&dir, "bias", FINAL);
+        let run_json = |simd: &str| {
+            format!(
+                r#"{{"accumulation":1,"backend":"B","burn":"0.21.0","cpu":{{"arch":"x86_64","model":"m","simd":[{simd}]}},"devices":1,"git_revision":null,"global_batch":8,"nodes":1,"seed":0}}"#
+            )
+        };
+        let seed0 = dir.join("seed-0");
+        // a run written before the CPU was recorded adds nothing
+        let old = r#"{"accumulation":1,"backend":"B","burn":"0.21.0","devices":1,"git_revision":null,"global_batch":8,"nodes":1,"seed":0}"#;
+        std::fs::write(seed0.join("bias/run.json"), old).expect("run.json");
+        let r = collect(&config(), &dir, &[0], true).expect("collect");
+        assert!(r.machines.is_empty(), "{:?}", r.machines);
+        let avx512 = run_json(r#""avx2","avx512f""#);
+        std::fs::write(seed0.join("cls_token/run.json"), &avx512).expect("run.json");
+        std::fs::write(seed0.join("bias/run.json"), &avx512).expect("run.json");
+        let r = collect(&config(), &dir, &[0], true).expect("collect");
+        assert_eq!(r.machines.len(), 1, "the same CPU once");
+        assert!(!r.mixed_machines());
+        // a budget run trained on a CPU without AVX-512
+        let budget = seed0.join("budget-nominal");
+        std::fs::create_dir_all(&budget).expect("dir");
+        std::fs::write(budget.join("final.json"), FINAL).expect("final");
+        std::fs::write(budget.join("run.json"), run_json(r#""avx2""#)).expect("run.json");
+        let r = collect(&config(), &dir, &[0], true).expect("collect");
+        assert_eq!(r.machines.len(), 2);
+        assert!(r.mixed_machines());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -201,10 +201,40 @@ fn check_against(ours: &Path, other: &Path) -> Result<()> {
             Ok(())
         }
         Some(path) => bail!(
-            "results.json differs from {} at `{path}` (wall times ignored)",
-            other.display()
+            "results.json differs from {} at `{path}` (wall times ignored){}",
+            other.display(),
+            cpu_hint(&ours, &theirs)
         ),
     }
+}
+
+/// When a CPU trained runs on one side only with SIMD paths the other side never used, why
+/// the results may differ without a bug: those paths round differently.
+fn cpu_hint(ours: &SweepResults, theirs: &SweepResults) -> String {
+    let other_paths = ours
+        .machines
+        .iter()
+        .any(|m| theirs.machines.iter().all(|t| !m.same_paths(t)))
+        || theirs
+            .machines
+            .iter()
+            .any(|t| ours.machines.iter().all(|m| !m.same_paths(t)));
+    if !other_paths || ours.machines.is_empty() || theirs.machines.is_empty() {
+        return String::new();
+    }
+    let cpus = |r: &SweepResults| {
+        r.machines
+            .iter()
+            .map(|m| m.summary())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    format!(
+        "; the runs were trained on CPUs with other SIMD paths ({} here, {} there), which \
+         round differently",
+        cpus(ours),
+        cpus(theirs)
+    )
 }
 
 /// The JSON pointer of the first place two values differ.
@@ -240,6 +270,39 @@ mod tests {
             .expect_err("twice")
             .to_string();
         assert!(e.contains("--seeds"), "{e}");
+    }
+
+    #[test]
+    fn a_difference_names_other_cpus_only_when_their_paths_differ() {
+        let cpu = |simd: &[&str]| advsoup_records::run::CpuInfo {
+            arch: "x86_64".into(),
+            model: None,
+            simd: simd.iter().map(|f| f.to_string()).collect(),
+        };
+        let toml =
+            std::fs::read_to_string(crate::workspace_root().join("configs/sweep-fmnist.toml"))
+                .expect("sweep file");
+        let with = |machines| SweepResults {
+            config: toml::from_str(&toml).expect("parse"),
+            quick: false,
+            eps: 0.1,
+            seeds: vec![0],
+            rows: vec![],
+            summary: vec![],
+            budget: None,
+            claims: vec![],
+            machines,
+        };
+        let avx512 = with(vec![cpu(&["avx2", "avx512f"])]);
+        let avx2 = with(vec![cpu(&["avx2"])]);
+        assert_eq!(cpu_hint(&avx512, &avx512), "");
+        assert_eq!(cpu_hint(&avx512, &with(vec![])), "", "unrecorded: no claim");
+        let hint = cpu_hint(&avx512, &avx2);
+        assert!(
+            hint.contains("x86_64 avx2+avx512f here, x86_64 avx2 there"),
+            "{hint}"
+        );
+        assert!(!cpu_hint(&avx2, &avx512).is_empty());
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub fn report_md(r: &SweepResults) -> String {
         c.soup.n_held_out,
         c.soup.n_test
     );
+    m.push_str(&machines_md(r));
     m.push_str(&table(r));
     m.push_str("\n![soup fronts](fronts.svg)\n\n## The paper's claims at this scale\n\n");
     m.push_str(
@@ -243,6 +244,33 @@ pub fn report_md(r: &SweepResults) -> String {
     m
 }
 
+/// Which CPUs trained the runs: burn's gemm and the fused kernels round differently on other
+/// SIMD paths, so a rerun reproduces results.json bit for bit only on the same kind of CPU.
+fn machines_md(r: &SweepResults) -> String {
+    let list = |ms: &[advsoup_records::run::CpuInfo]| {
+        ms.iter()
+            .map(|m| format!("`{}`", m.summary()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match r.machines.as_slice() {
+        [] => String::new(),
+        ms if r.mixed_machines() => format!(
+            "- Trained on {} CPUs with different SIMD paths ({}): each (row, seed) reproduces \
+             bit for bit only on the kind of CPU that trained it (run.json names it), and a \
+             rerun on one machine differs in the last digits of some rows.\n\n",
+            ms.len(),
+            list(ms)
+        ),
+        ms => format!(
+            "- Trained on one kind of CPU: {}. A rerun reproduces results.json bit for bit on a \
+             CPU with the same SIMD extensions; on another, the same functions round \
+             differently.\n\n",
+            list(&ms[..1])
+        ),
+    }
+}
+
 /// The commands that rerun the sweep and check that it reproduces.
 pub fn commands(r: &SweepResults) -> String {
     let seeds = r
@@ -327,6 +355,14 @@ mod tests {
 
     use super::*;
 
+    fn cpu(simd: &[&str]) -> advsoup_records::run::CpuInfo {
+        advsoup_records::run::CpuInfo {
+            arch: "x86_64".into(),
+            model: Some("test".into()),
+            simd: simd.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn table_has_one_line_per_row_with_intervals_and_the_claims_their_numbers() {
         let mut rows = vec![];
@@ -368,6 +404,7 @@ mod tests {
             rows,
             summary,
             budget: None,
+            machines: vec![cpu(&["avx2", "fma", "avx512f"]), cpu(&["avx2", "fma"])],
         };
         let t = table(&r);
         assert_eq!(t.lines().count(), 4, "{t}");
@@ -378,6 +415,19 @@ mod tests {
         );
         let md = report_md(&r);
         assert!(md.contains("![soup fronts](fronts.svg)"));
+        assert!(
+            md.contains("- Trained on 2 CPUs with different SIMD paths"),
+            "{md}"
+        );
+        let one = SweepResults {
+            machines: vec![cpu(&["avx2", "fma"])],
+            ..r.clone()
+        };
+        let md = report_md(&one);
+        assert!(
+            md.contains("- Trained on one kind of CPU: `x86_64 avx2+fma (test)`"),
+            "{md}"
+        );
         assert!(
             md.contains("- **1: not reproduced** (paper) — Co-training on clean"),
             "{md}"
