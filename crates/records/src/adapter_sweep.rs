@@ -333,6 +333,13 @@ pub struct SweepResults {
     /// ([`CpuInfo::same_paths`]); empty when no run recorded its CPU.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<CpuInfo>,
+    /// Runs whose `run.json` names no CPU (written before it was recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub runs_without_cpu: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl SweepResults {
@@ -571,6 +578,7 @@ mod tests {
             budget: None,
             claims: vec![],
             machines: vec![],
+            runs_without_cpu: 0,
         };
         let mut b = a.clone();
         b.rows[0].train_seconds = 99.0;

@@ -196,6 +196,7 @@ fn results() -> SweepResults {
         budget: Some(budget),
         claims,
         machines: vec![],
+        runs_without_cpu: 0,
     };
     r.summary = ["nominal", "cls_token", "bias"]
         .iter()

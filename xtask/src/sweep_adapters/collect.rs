@@ -29,7 +29,7 @@ pub(super) fn collect(
     quick: bool,
 ) -> Result<SweepResults> {
     let mut results = Vec::new();
-    let mut machines = Vec::new();
+    let mut machines = Machines::default();
     let mut eps = f64::NAN;
     for spec in rows(config) {
         for &seed in seeds {
@@ -56,7 +56,7 @@ pub(super) fn collect(
                 s.report = relative(&s.report, sweep_dir);
             }
             results.push(row);
-            note_cpu(&mut machines, &dir)?;
+            machines.note(&dir)?;
         }
     }
     let budget = match &config.budget {
@@ -76,24 +76,35 @@ pub(super) fn collect(
         rows: results,
         budget,
         claims,
-        machines,
+        machines: machines.cpus,
+        runs_without_cpu: machines.unrecorded,
     })
 }
 
-/// Adds the CPU in `dir`'s `run.json` to `machines` when it is not there yet (runs written
-/// before the CPU was recorded add nothing).
-fn note_cpu(machines: &mut Vec<CpuInfo>, dir: &Path) -> Result<()> {
-    let path = dir.join("run.json");
-    if !exists(&path) {
-        return Ok(());
+/// The CPUs named by the runs' `run.json`, each once, and how many runs name none.
+#[derive(Default)]
+struct Machines {
+    cpus: Vec<CpuInfo>,
+    unrecorded: usize,
+}
+
+impl Machines {
+    /// Notes the CPU in `dir`'s `run.json` (a run written before the CPU was recorded counts
+    /// as unrecorded).
+    fn note(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join("run.json");
+        let cpu = if exists(&path) {
+            read_json::<RunMeta>(&path)?.cpu
+        } else {
+            None
+        };
+        match cpu {
+            Some(cpu) if !self.cpus.contains(&cpu) => self.cpus.push(cpu),
+            Some(_) => {}
+            None => self.unrecorded += 1,
+        }
+        Ok(())
     }
-    let meta: RunMeta = read_json(&path)?;
-    if let Some(cpu) = meta.cpu
-        && !machines.contains(&cpu)
-    {
-        machines.push(cpu);
-    }
-    Ok(())
 }
 
 /// `path` relative to `base` (unchanged when it is not under `base`).
@@ -124,7 +135,7 @@ fn budget_rows(
     config: &SweepConfig,
     runs: &Path,
     seeds: &[u64],
-    machines: &mut Vec<CpuInfo>,
+    machines: &mut Machines,
 ) -> Result<Vec<BudgetRow>> {
     let mut out = Vec::new();
     for spec in rows(config).iter().filter(|r| is_budget_row(r)) {
@@ -145,7 +156,7 @@ fn budget_rows(
                 train_seconds: fin.train_seconds,
                 run_dir: relative(&dir, runs.parent().unwrap_or(runs)),
             });
-            note_cpu(machines, &dir)?;
+            machines.note(&dir)?;
         }
     }
     Ok(out)
@@ -402,11 +413,13 @@ mod tests {
         std::fs::write(seed0.join("bias/run.json"), old).expect("run.json");
         let r = collect(&config(), &dir, &[0], true).expect("collect");
         assert!(r.machines.is_empty(), "{:?}", r.machines);
+        assert_eq!(r.runs_without_cpu, 2, "one old run.json, one missing");
         let avx512 = run_json(r#""avx2","avx512f""#);
         std::fs::write(seed0.join("cls_token/run.json"), &avx512).expect("run.json");
         std::fs::write(seed0.join("bias/run.json"), &avx512).expect("run.json");
         let r = collect(&config(), &dir, &[0], true).expect("collect");
         assert_eq!(r.machines.len(), 1, "the same CPU once");
+        assert_eq!(r.runs_without_cpu, 0);
         assert!(!r.mixed_machines());
         // a budget run trained on a CPU without AVX-512
         let budget = seed0.join("budget-nominal");

@@ -292,6 +292,7 @@ mod tests {
             budget: None,
             claims: vec![],
             machines,
+            runs_without_cpu: 0,
         };
         let avx512 = with(vec![cpu(&["avx2", "avx512f"])]);
         let avx2 = with(vec![cpu(&["avx2"])]);

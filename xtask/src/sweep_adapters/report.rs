@@ -253,19 +253,28 @@ fn machines_md(r: &SweepResults) -> String {
             .collect::<Vec<_>>()
             .join("; ")
     };
+    let unrecorded = match r.runs_without_cpu {
+        0 => String::new(),
+        n => format!(
+            " {n} run(s) do not name their CPU (trained before run.json recorded it): each \
+             reproduces bit for bit only on a CPU like the one that trained it, which the \
+             records cannot tell."
+        ),
+    };
     match r.machines.as_slice() {
-        [] => String::new(),
+        [] if unrecorded.is_empty() => String::new(),
+        [] => format!("-{unrecorded}\n\n"),
         ms if r.mixed_machines() => format!(
             "- Trained on {} CPUs with different SIMD paths ({}): each (row, seed) reproduces \
              bit for bit only on the kind of CPU that trained it (run.json names it), and a \
-             rerun on one machine differs in the last digits of some rows.\n\n",
+             rerun on one machine differs in the last digits of some rows.{unrecorded}\n\n",
             ms.len(),
             list(ms)
         ),
         ms => format!(
             "- Trained on one kind of CPU: {}. A rerun reproduces results.json bit for bit on a \
              CPU with the same SIMD extensions; on another, the same functions round \
-             differently.\n\n",
+             differently.{unrecorded}\n\n",
             list(&ms[..1])
         ),
     }
@@ -405,6 +414,7 @@ mod tests {
             summary,
             budget: None,
             machines: vec![cpu(&["avx2", "fma", "avx512f"]), cpu(&["avx2", "fma"])],
+            runs_without_cpu: 0,
         };
         let t = table(&r);
         assert_eq!(t.lines().count(), 4, "{t}");
@@ -421,6 +431,7 @@ mod tests {
         );
         let one = SweepResults {
             machines: vec![cpu(&["avx2", "fma"])],
+            runs_without_cpu: 3,
             ..r.clone()
         };
         let md = report_md(&one);
@@ -428,6 +439,7 @@ mod tests {
             md.contains("- Trained on one kind of CPU: `x86_64 avx2+fma (test)`"),
             "{md}"
         );
+        assert!(md.contains(" 3 run(s) do not name their CPU"), "{md}");
         assert!(
             md.contains("- **1: not reproduced** (paper) — Co-training on clean"),
             "{md}"
