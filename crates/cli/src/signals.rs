@@ -3,7 +3,8 @@
 //! - `advsoup train` ([`OnSignal::Stop`]) asks the trainer to stop: it finishes the current
 //!   step, writes a checkpoint, and the process exits 130 (SIGINT) / 143 (SIGTERM) with one
 //!   line saying how to continue ([`Stopped`]). Further signals only repeat the request, so the
-//!   checkpoint being written is never cut short (SIGKILL aborts without one).
+//!   checkpoint being written is never cut short (SIGKILL aborts without one). During the final
+//!   evaluation the request ends it between its parts; `--resume` evaluates again.
 //! - Every other command ([`OnSignal::Exit`]) exits at once with 130 / 143, after removing the
 //!   temporary files (`.<name>.<random>.tmp`, `.fetch-*` staging directories) and the lock
 //!   file of the directories it holds ([`Writing`]). Those directories are locked, so what is

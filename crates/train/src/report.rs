@@ -26,10 +26,22 @@ pub fn final_report<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<FinalReport, TrainError> {
     let eval = EvalPlan::new(config)?;
-    final_report_peer::<B>(&eval, model, splits, train_seconds, device, Peer::SOLO)
+    let go_on = || Ok(());
+    final_report_peer::<B>(
+        &eval,
+        model,
+        splits,
+        train_seconds,
+        device,
+        Peer::SOLO,
+        &go_on,
+    )
 }
 
-/// [`final_report`] with every peer evaluating its shard of the test split.
+/// [`final_report`] with every peer evaluating its shard of the test split. `go_on` is asked
+/// before each part (each mode's clean accuracy, each mode's attack, each shift set): an error
+/// from it (a stop request, [`TrainError::Interrupted`]) ends the evaluation there. Every peer
+/// asks it at the same places, so it may all-reduce.
 pub(crate) fn final_report_peer<B: AutodiffBackend>(
     e: &EvalPlan,
     model: &AdaptedVit<B::InnerBackend>,
@@ -37,6 +49,7 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
     train_seconds: f64,
     device: &B::Device,
     peer: Peer,
+    go_on: &dyn Fn() -> Result<(), TrainError>,
 ) -> Result<FinalReport, TrainError> {
     let eps = e.eps;
     let evaluator = Evaluator::preset(&e.test_attack, ThreatModel::Linf, eps, e.seed)
@@ -44,8 +57,9 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
     let test = &splits.test;
     let n_clean = test.num_samples();
     let n_robust = e.test_robust.min(n_clean);
-    let acc = |mode| {
-        correct_count(
+    let acc = |mode| -> Result<f64, TrainError> {
+        go_on()?;
+        let c = correct_count(
             model,
             test,
             shard_range(n_clean, peer),
@@ -53,15 +67,16 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
             None,
             e.batch_size,
             device,
-        )
-        .map(|c| c as f64)
+        )?;
+        Ok(c as f64)
     };
-    let rob = |mode| {
-        EvalJob::new(evaluator.clone(), mode)
+    let rob = |mode| -> Result<f64, TrainError> {
+        go_on()?;
+        let c = EvalJob::new(evaluator.clone(), mode)
             .batch_size(e.batch_size)
             .range(shard_range(n_robust, peer))
-            .count::<B>(model, test, device)
-            .map(|c| c as f64)
+            .count::<B>(model, test, device)?;
+        Ok(c as f64)
     };
     let counts = [
         acc(Mode::Clean)?,
@@ -78,6 +93,7 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
             for (name, data, mask) in
                 crate::eval::load_shift(section, &index, e.in_chans, e.img_size)?
             {
+                go_on()?;
                 let n = data.num_samples();
                 let count = |mode| {
                     correct_count(

@@ -383,3 +383,43 @@ fn a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_never_blocks
         .train(&cfg, false)
         .expect("the killed holder's lock does not block");
 }
+
+#[test]
+fn a_stop_during_the_final_evaluation_exits_interrupted_and_resumes_to_the_same_table() {
+    let _rng = test_support::serial();
+    let bench = Bench::new();
+    let cfg = bench.config(&[]);
+    bench.train(&cfg, false).expect("trained");
+    let run = bench.run_dir();
+    let table = std::fs::read(run.join("final.json")).expect("final.json");
+    // Where a run stands when a signal comes during its final evaluation: every epoch
+    // checkpointed, the weights written, no table yet.
+    std::fs::remove_file(run.join("final.json")).expect("rm final.json");
+    std::fs::remove_file(run.join("final.md")).expect("rm final.md");
+    let splits = load_data(&cfg, false).expect("data");
+    let mut options = RunOptions::new(bench.runs());
+    options.resume = true;
+    options
+        .stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = train::<Autodiff<Flex>>(&cfg, &splits, &options, &Default::default())
+        .expect_err("a stop request ends the final evaluation");
+    assert!(
+        matches!(&e, TrainError::Interrupted { dir } if *dir == run),
+        "{e}"
+    );
+    assert!(
+        !run.join("final.json").exists(),
+        "no table from a stopped evaluation"
+    );
+    assert!(
+        run.join("checkpoint").is_dir(),
+        "the checkpoint stays for --resume"
+    );
+    bench.train(&cfg, true).expect("resumed");
+    assert_eq!(
+        std::fs::read(run.join("final.json")).expect("final.json"),
+        table,
+        "the resumed evaluation writes the uninterrupted run's table"
+    );
+}

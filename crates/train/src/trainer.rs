@@ -4,7 +4,7 @@
 //! the progress bar, all reading the resolved [`Plan`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -538,6 +538,20 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             self.run.save_models(&model, ema.as_ref())?;
         }
         let seconds = self.state.train_seconds;
+        // A stop request during the final evaluation ends it between its parts: the weights
+        // and the last checkpoint are written, and `--resume` evaluates again. Peers decide
+        // together (any peer asked), as they do after a step.
+        let go_on = || -> Result<(), TrainError> {
+            let asked = f64::from(u8::from(self.options.stop.load(Ordering::SeqCst)));
+            // one peer sums nothing; several sum their requests
+            let any = self.peer.sum::<B::InnerBackend>(&[asked], self.device)?;
+            if any[0] > 0.0 {
+                return Err(TrainError::Interrupted {
+                    dir: self.run.path().to_owned(),
+                });
+            }
+            Ok(())
+        };
         let report = |m: &AdaptedVit<B::InnerBackend>| -> Result<FinalReport, TrainError> {
             final_report_peer::<B>(
                 &self.plan.eval,
@@ -546,6 +560,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
                 seconds,
                 self.device,
                 self.peer,
+                &go_on,
             )
         };
         let mut table = report(&model.valid())?;
