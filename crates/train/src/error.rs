@@ -94,6 +94,13 @@ pub enum TrainError {
     /// Data-parallel setup or communication failed.
     #[error("data-parallel: {0}")]
     Collective(String),
+    /// Another peer could not prepare its micro-batches for this step (that peer returns the
+    /// data error itself), so this one stops too instead of waiting for it.
+    #[error("data-parallel: another peer's data failed at step {step} (its error names the file)")]
+    PeerDataFailed {
+        /// The optimizer step.
+        step: usize,
+    },
 }
 
 /// [`advsoup_io::write_atomic`] (unique temporary file, synced, renamed, directory synced), its

@@ -155,10 +155,28 @@ pub fn train_parallel<B: AutodiffBackend>(
             })
             .collect()
     });
+    first_summary(results)
+}
+
+/// The first peer's summary when every peer finished, else the error that says why: a peer's
+/// own error before another peer's [`TrainError::PeerDataFailed`], which only points at it.
+#[cfg(feature = "collective")]
+fn first_summary(results: Vec<Result<RunSummary, TrainError>>) -> Result<RunSummary, TrainError> {
     let mut first = None;
+    let mut pointer = None;
     for r in results {
-        let summary = r?;
-        first.get_or_insert(summary);
+        match r {
+            Ok(summary) => {
+                first.get_or_insert(summary);
+            }
+            Err(e @ TrainError::PeerDataFailed { .. }) => {
+                pointer.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = pointer {
+        return Err(e);
     }
     first.ok_or_else(|| TrainError::Collective("no peer ran".into()))
 }

@@ -137,6 +137,47 @@ batch_size = 8
         assert!(e.contains("3.png") || e.contains("7.png"), "{e}");
     }
 
+    /// Two data-parallel peers, one damaged image: the peer that reads it returns the error
+    /// naming the file, and the other stops at the same step instead of training on alone or
+    /// waiting for it at the gradient all-reduce. A watchdog turns a hang into a failure.
+    #[cfg(feature = "collective")]
+    #[test]
+    fn a_data_error_on_one_peer_stops_every_peer_naming_the_file() {
+        let _rng = test_support::serial();
+        let dir = folders();
+        let cfg = config(dir.path(), true);
+        // Every image of class 0 but the held-out ones: whichever peer's shard holds one, the
+        // other peer's shard of that step may hold none.
+        advsoup_data::testing::damage_png_body(&dir.path().join("train/c0/5.png"));
+        let splits = load_data(&cfg, false).expect("streamed: headers read, pixels not");
+        let runs = dir.path().join("runs");
+        let run = runs.join("folder");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let out = RunOptions::new(runs);
+            let device = Default::default();
+            let r = crate::train_parallel::<Autodiff<Flex>>(
+                &cfg,
+                &splits,
+                &out,
+                &[device, device],
+                &crate::plan::Topology::local(2),
+            );
+            let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("both peers return (a peer waiting for the failed one hangs)");
+        let e = r.expect_err("a damaged image");
+        assert!(e.contains("5.png"), "the failing peer's own error: {e}");
+        // Before the peers agreed, the other one went on alone (burn's local all-reduce
+        // carries on with the peers left) and, as rank 0, wrote a final table.
+        assert!(
+            !run.join("final.json").exists(),
+            "no peer finishes a run whose data failed"
+        );
+    }
+
     /// `optim.precision = "bf16"`: the run trains (co-training, attack included) with losses
     /// close to the f32 run's, and what it saves is the f32 master weights.
     #[test]

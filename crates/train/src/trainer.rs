@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use advsoup_adapters::AdaptedVit;
-use advsoup_data::{ImageBatcher, ImageDataset, ImageLoader, LoaderConfig, Splits};
+use advsoup_data::{ImageBatch, ImageBatcher, ImageDataset, ImageLoader, LoaderConfig, Splits};
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::grad_clipping::GradientClippingConfig;
@@ -393,7 +393,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         let (plan, rank) = (self.plan, self.peer.rank);
         let steps = data.steps(epoch, plan, rank, self.state.step_in_epoch, self.device);
         for micro_batches in steps {
-            let micro_batches = micro_batches?;
+            let micro_batches = self.agree_on_data(micro_batches)?;
             let stop: &AtomicBool = &self.options.stop;
             let (next, out) = update.step(learner, &mut self.state, micro_batches, epoch, stop)?;
             learner = next;
@@ -433,6 +433,28 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         state.loss_count += 1;
         self.step_losses.push(loss);
         self.steps_this_process += 1;
+    }
+
+    /// This step's micro-batches, or the error that ends the run. With several peers, a data
+    /// error on one (a damaged streamed image) ends the step on all of them: they sum a
+    /// failure flag before the step's gradient all-reduce, so no peer waits there for one that
+    /// has returned. The failing peer returns its own error, the others
+    /// [`TrainError::PeerDataFailed`].
+    fn agree_on_data(
+        &self,
+        micro_batches: Result<Vec<ImageBatch<B>>, TrainError>,
+    ) -> Result<Vec<ImageBatch<B>>, TrainError> {
+        if self.peer.world == 1 {
+            return micro_batches;
+        }
+        let failed = f64::from(u8::from(micro_batches.is_err()));
+        let any = self.peer.sum::<B::InnerBackend>(&[failed], self.device)?;
+        match micro_batches {
+            Ok(_) if any[0] > 0.0 => Err(TrainError::PeerDataFailed {
+                step: self.state.global_step,
+            }),
+            other => other,
+        }
     }
 
     /// Whether this process ran its `max_steps`.
