@@ -48,20 +48,25 @@ impl HeldOutEval {
         let bs = self.batch_size;
         let clean_range = shard_range(held.num_samples(), peer);
         let n_robust = self.robust.min(held.num_samples());
-        let correct = correct_count(
-            model,
-            held,
-            clean_range,
-            &Route::mode(Mode::Clean),
-            None,
-            bs,
-            device,
-        )?;
-        let robust = EvalJob::new(self.attack.clone(), Mode::Adversarial)
-            .batch_size(bs)
-            .range(shard_range(n_robust, peer))
-            .count::<B>(model, held, device)?;
-        let sums = peer.sum::<B::InnerBackend>(&[correct as f64, robust as f64], device)?;
+        let local = || -> Result<Vec<f64>, TrainError> {
+            let correct = correct_count(
+                model,
+                held,
+                clean_range,
+                &Route::mode(Mode::Clean),
+                None,
+                bs,
+                device,
+            )?;
+            let robust = EvalJob::new(self.attack.clone(), Mode::Adversarial)
+                .batch_size(bs)
+                .range(shard_range(n_robust, peer))
+                .count::<B>(model, held, device)?;
+            Ok(vec![correct as f64, robust as f64])
+        };
+        // a damaged held-out image on one peer stops every peer (no sum of the others alone)
+        let sums =
+            peer.sum_agreed::<B::InnerBackend>(local(), 2, "the held-out evaluation", device)?;
         let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
         Ok((ratio(sums[0], held.num_samples()), ratio(sums[1], n_robust)))
     }

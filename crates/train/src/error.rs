@@ -96,10 +96,10 @@ pub enum TrainError {
     Collective(String),
     /// Another peer could not prepare its micro-batches for this step (that peer returns the
     /// data error itself), so this one stops too instead of waiting for it.
-    #[error("data-parallel: another peer's data failed at step {step} (its error names the file)")]
+    #[error("data-parallel: another peer's data failed at {at} (its error names the file)")]
     PeerDataFailed {
-        /// The optimizer step.
-        step: usize,
+        /// Where: `step 12`, `the held-out evaluation`, `the final evaluation`.
+        at: String,
     },
 }
 

@@ -55,6 +55,33 @@ impl Peer {
         Ok(flat.into_data().iter::<f32>().map(f64::from).collect())
     }
 
+    /// [`Peer::sum`] of the `len` values each peer computed, when every peer computed them;
+    /// else this peer's own error, or [`TrainError::PeerDataFailed`] naming `at` when another
+    /// peer's failed. A peer whose work failed still takes part in the sum (with a failure
+    /// flag), so no peer waits for it at an all-reduce or goes on without it.
+    pub(crate) fn sum_agreed<B: Backend>(
+        &self,
+        local: Result<Vec<f64>, TrainError>,
+        len: usize,
+        at: &str,
+        device: &B::Device,
+    ) -> Result<Vec<f64>, TrainError> {
+        if self.world == 1 {
+            return local;
+        }
+        let mut flagged = vec![f64::from(u8::from(local.is_err()))];
+        match &local {
+            Ok(values) => flagged.extend_from_slice(values),
+            Err(_) => flagged.resize(len + 1, 0.0),
+        }
+        let sums = self.sum::<B>(&flagged, device)?;
+        match local {
+            Err(e) => Err(e),
+            Ok(_) if sums[0] > 0.0 => Err(TrainError::PeerDataFailed { at: at.to_string() }),
+            Ok(_) => Ok(sums[1..].to_vec()),
+        }
+    }
+
     /// The mean of every peer's gradients of `module`'s parameters, and the element-wise sums of
     /// `values` over the peers, in ONE all-reduce: the gradients go flattened into one vector.
     ///

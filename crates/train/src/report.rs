@@ -17,6 +17,9 @@ use crate::parallel::Peer;
 use crate::plan::EvalPlan;
 use crate::records::FinalReport;
 
+/// Where a peer's failure in the final evaluation is reported ([`TrainError::PeerDataFailed`]).
+const FINAL: &str = "the final evaluation";
+
 /// The final table of a trained model on the test split.
 pub fn final_report<B: AutodiffBackend>(
     config: &TrainConfig,
@@ -58,7 +61,6 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
     let n_clean = test.num_samples();
     let n_robust = e.test_robust.min(n_clean);
     let acc = |mode| -> Result<f64, TrainError> {
-        go_on()?;
         let c = correct_count(
             model,
             test,
@@ -71,20 +73,29 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
         Ok(c as f64)
     };
     let rob = |mode| -> Result<f64, TrainError> {
-        go_on()?;
         let c = EvalJob::new(evaluator.clone(), mode)
             .batch_size(e.batch_size)
             .range(shard_range(n_robust, peer))
             .count::<B>(model, test, device)?;
         Ok(c as f64)
     };
-    let counts = [
-        acc(Mode::Clean)?,
-        acc(Mode::Adversarial)?,
-        rob(Mode::Clean)?,
-        rob(Mode::Adversarial)?,
+    // Each part: the stop check (every peer asks it at the same place), then this peer's
+    // count unless an earlier part failed here; a peer's failure stops every peer at the sum.
+    let parts: [&dyn Fn() -> Result<f64, TrainError>; 4] = [
+        &|| acc(Mode::Clean),
+        &|| acc(Mode::Adversarial),
+        &|| rob(Mode::Clean),
+        &|| rob(Mode::Adversarial),
     ];
-    let s = peer.sum::<B::InnerBackend>(&counts, device)?;
+    let mut local: Result<Vec<f64>, TrainError> = Ok(Vec::with_capacity(parts.len()));
+    for part in parts {
+        go_on()?;
+        local = local.and_then(|mut counts| {
+            counts.push(part()?);
+            Ok(counts)
+        });
+    }
+    let s = peer.sum_agreed::<B::InnerBackend>(local, 4, FINAL, device)?;
     let ratio = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
     let mut shifts = Vec::new();
     if !e.shifts.is_empty() {
@@ -107,10 +118,8 @@ pub(crate) fn final_report_peer<B: AutodiffBackend>(
                     )
                     .map(|c| c as f64)
                 };
-                let c = peer.sum::<B::InnerBackend>(
-                    &[count(Mode::Clean)?, count(Mode::Adversarial)?],
-                    device,
-                )?;
+                let local = (|| Ok(vec![count(Mode::Clean)?, count(Mode::Adversarial)?]))();
+                let c = peer.sum_agreed::<B::InnerBackend>(local, 2, FINAL, device)?;
                 shifts.push(crate::eval::ShiftResult {
                     name,
                     n,

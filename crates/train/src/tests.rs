@@ -138,44 +138,46 @@ batch_size = 8
     }
 
     /// Two data-parallel peers, one damaged image: the peer that reads it returns the error
-    /// naming the file, and the other stops at the same step instead of training on alone or
-    /// waiting for it at the gradient all-reduce. A watchdog turns a hang into a failure.
+    /// naming the file, and the other stops at the same place instead of going on alone
+    /// (burn's local all-reduce carries on with the peers left) or waiting for it. Once in a
+    /// training step, once in the final evaluation (the second test image of class 1, in rank
+    /// 1's shard: before the peers agreed, rank 0 summed its own counts alone and wrote a
+    /// wrong final table). A watchdog turns a hang into a failure.
     #[cfg(feature = "collective")]
     #[test]
     fn a_data_error_on_one_peer_stops_every_peer_naming_the_file() {
         let _rng = test_support::serial();
-        let dir = folders();
-        let cfg = config(dir.path(), true);
-        // Every image of class 0 but the held-out ones: whichever peer's shard holds one, the
-        // other peer's shard of that step may hold none.
-        advsoup_data::testing::damage_png_body(&dir.path().join("train/c0/5.png"));
-        let splits = load_data(&cfg, false).expect("streamed: headers read, pixels not");
-        let runs = dir.path().join("runs");
-        let run = runs.join("folder");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let out = RunOptions::new(runs);
-            let device = Default::default();
-            let r = crate::train_parallel::<Autodiff<Flex>>(
-                &cfg,
-                &splits,
-                &out,
-                &[device, device],
-                &crate::plan::Topology::local(2),
+        for bad in ["train/c0/5.png", "val/c1/1.png"] {
+            let dir = folders();
+            let cfg = config(dir.path(), true);
+            advsoup_data::testing::damage_png_body(&dir.path().join(bad));
+            let splits = load_data(&cfg, false).expect("streamed: headers read, pixels not");
+            let runs = dir.path().join("runs");
+            let run = runs.join("folder");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let out = RunOptions::new(runs);
+                let device = Default::default();
+                let r = crate::train_parallel::<Autodiff<Flex>>(
+                    &cfg,
+                    &splits,
+                    &out,
+                    &[device, device],
+                    &crate::plan::Topology::local(2),
+                );
+                let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            });
+            let r = rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("both peers return (a peer waiting for the failed one hangs)");
+            let e = r.expect_err("a damaged image");
+            let file = bad.rsplit('/').next().unwrap_or(bad);
+            assert!(e.contains(file), "{bad}: the failing peer's own error: {e}");
+            assert!(
+                !run.join("final.json").exists(),
+                "{bad}: no peer finishes a run whose data failed"
             );
-            let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
-        });
-        let r = rx
-            .recv_timeout(std::time::Duration::from_secs(120))
-            .expect("both peers return (a peer waiting for the failed one hangs)");
-        let e = r.expect_err("a damaged image");
-        assert!(e.contains("5.png"), "the failing peer's own error: {e}");
-        // Before the peers agreed, the other one went on alone (burn's local all-reduce
-        // carries on with the peers left) and, as rank 0, wrote a final table.
-        assert!(
-            !run.join("final.json").exists(),
-            "no peer finishes a run whose data failed"
-        );
+        }
     }
 
     /// `optim.precision = "bf16"`: the run trains (co-training, attack included) with losses

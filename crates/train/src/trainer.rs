@@ -444,17 +444,14 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         &self,
         micro_batches: Result<Vec<ImageBatch<B>>, TrainError>,
     ) -> Result<Vec<ImageBatch<B>>, TrainError> {
-        if self.peer.world == 1 {
-            return micro_batches;
-        }
-        let failed = f64::from(u8::from(micro_batches.is_err()));
-        let any = self.peer.sum::<B::InnerBackend>(&[failed], self.device)?;
-        match micro_batches {
-            Ok(_) if any[0] > 0.0 => Err(TrainError::PeerDataFailed {
-                step: self.state.global_step,
-            }),
-            other => other,
-        }
+        let (local, batches) = match micro_batches {
+            Ok(b) => (Ok(Vec::new()), b),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let at = format!("step {}", self.state.global_step);
+        self.peer
+            .sum_agreed::<B::InnerBackend>(local, 0, &at, self.device)?;
+        Ok(batches)
     }
 
     /// Whether this process ran its `max_steps`.
