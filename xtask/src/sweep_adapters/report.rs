@@ -253,29 +253,40 @@ fn machines_md(r: &SweepResults) -> String {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let unrecorded = match r.runs_without_cpu {
-        0 => String::new(),
-        n => format!(
-            " {n} run(s) do not name their CPU (trained before run.json recorded it): each \
-             reproduces bit for bit only on a CPU like the one that trained it, which the \
-             records cannot tell."
-        ),
+    let runs = r.rows.len() + r.budget.as_ref().map_or(0, |b| b.rows.len());
+    let unrecorded = r.runs_without_cpu;
+    let which = if unrecorded == 0 {
+        "Trained on".to_string()
+    } else {
+        format!(
+            "{unrecorded} of the {runs} runs do not name their CPU (trained before run.json \
+             recorded it); the other {} were trained on",
+            runs.saturating_sub(unrecorded)
+        )
     };
     match r.machines.as_slice() {
-        [] if unrecorded.is_empty() => String::new(),
-        [] => format!("-{unrecorded}\n\n"),
+        [] if unrecorded == 0 => String::new(),
+        [] => "- No run names its CPU (trained before run.json recorded it): each reproduces \
+               bit for bit only on a CPU like the one that trained it, which the records cannot \
+               tell.\n\n"
+            .to_string(),
         ms if r.mixed_machines() => format!(
-            "- Trained on {} CPUs with different SIMD paths ({}): each (row, seed) reproduces \
+            "- {which} {} CPUs with different SIMD paths ({}): each (row, seed) reproduces \
              bit for bit only on the kind of CPU that trained it (run.json names it), and a \
-             rerun on one machine differs in the last digits of some rows.{unrecorded}\n\n",
+             rerun on one machine differs in the last digits of some rows.\n\n",
             ms.len(),
             list(ms)
         ),
         ms => format!(
-            "- Trained on one kind of CPU: {}. A rerun reproduces results.json bit for bit on a \
-             CPU with the same SIMD extensions; on another, the same functions round \
-             differently.{unrecorded}\n\n",
-            list(&ms[..1])
+            "- {which} one kind of CPU: {}. A run reproduces bit for bit on a CPU with the \
+             same SIMD extensions; on another, the same functions round differently{}.\n\n",
+            list(&ms[..1]),
+            if unrecorded > 0 {
+                ", so the runs that name no CPU reproduce only on a CPU like the one that \
+                 trained them, which the records cannot tell"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -431,15 +442,25 @@ mod tests {
         );
         let one = SweepResults {
             machines: vec![cpu(&["avx2", "fma"])],
-            runs_without_cpu: 3,
             ..r.clone()
         };
         let md = report_md(&one);
         assert!(
-            md.contains("- Trained on one kind of CPU: `x86_64 avx2+fma (test)`"),
+            md.contains("- Trained on one kind of CPU: `x86_64 avx2+fma (test)`. A run"),
             "{md}"
         );
-        assert!(md.contains(" 3 run(s) do not name their CPU"), "{md}");
+        let some_unrecorded = SweepResults {
+            runs_without_cpu: 3,
+            ..one
+        };
+        let runs = some_unrecorded.rows.len();
+        let md = report_md(&some_unrecorded);
+        let line = format!(
+            "- 3 of the {runs} runs do not name their CPU (trained before run.json recorded \
+             it); the other {} were trained on one kind of CPU: `x86_64 avx2+fma (test)`.",
+            runs - 3
+        );
+        assert!(md.contains(&line), "{line}\n{md}");
         assert!(
             md.contains("- **1: not reproduced** (paper) — Co-training on clean"),
             "{md}"
