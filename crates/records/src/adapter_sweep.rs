@@ -5,7 +5,7 @@
 //! [`SweepResults`]). "Sweep" here is over adapters; the soup sweep over β is
 //! [`crate::soup`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -144,6 +144,35 @@ pub struct RowSettings {
     pub eval: EvalSpec,
     /// The soup sweep and selection.
     pub soup: SoupSpec,
+}
+
+impl RowSettings {
+    /// Whether `other` computes the same row: the same settings up to where the checkout and
+    /// the output directory are (`--config` compared as the sweep file's `base` it ends with,
+    /// `--runs-dir` by its last component, `seed-<s>`), so a clone elsewhere, or a rerun into
+    /// another `--out`, resumes the rows it holds.
+    pub fn same_run(&self, other: &Self, base: &Path) -> bool {
+        self.eval == other.eval
+            && self.soup == other.soup
+            && location_free(&self.train, base) == location_free(&other.train, base)
+    }
+}
+
+/// `args` with the checkout's and the output directory's location taken out.
+fn location_free(args: &[String], base: &Path) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut flag: Option<&str> = None;
+    for a in args {
+        out.push(match flag {
+            Some("--config") if Path::new(a).ends_with(base) => base.display().to_string(),
+            Some("--runs-dir") => Path::new(a)
+                .file_name()
+                .map_or_else(|| a.clone(), |n| n.to_string_lossy().into_owned()),
+            _ => a.clone(),
+        });
+        flag = matches!(a.as_str(), "--config" | "--runs-dir").then_some(a.as_str());
+    }
+    out
 }
 
 /// Per-shift soup result of one row (from its `select-<shift>.json`).
@@ -561,6 +590,61 @@ mod tests {
             let json = serde_json::to_string(&k).expect("json");
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
+    }
+
+    #[test]
+    fn row_settings_compare_without_the_checkout_or_output_location() {
+        let c: SweepConfig = serde_json::from_str(SWEEP_TOML_AS_JSON).expect("parse");
+        let settings = |config: &str, runs: &str, set: &str| RowSettings {
+            train: [
+                "train",
+                "--config",
+                config,
+                "--set",
+                set,
+                "--runs-dir",
+                runs,
+                "--regime",
+                "nominal",
+            ]
+            .map(String::from)
+            .to_vec(),
+            eval: c.eval.clone(),
+            soup: c.soup.clone(),
+        };
+        let base = Path::new("configs/fmnist-cls.toml");
+        let here = settings(
+            "/work/main/configs/fmnist-cls.toml",
+            "/work/main/reports/sweep-fmnist/runs/seed-0",
+            "optim.epochs=3",
+        );
+        let clone = settings(
+            "/home/u/advsoup/configs/fmnist-cls.toml",
+            "/tmp/again/runs/seed-0",
+            "optim.epochs=3",
+        );
+        assert!(here.same_run(&clone, base), "another checkout and --out");
+        let other_seed = settings(
+            "/work/main/configs/fmnist-cls.toml",
+            "/tmp/again/runs/seed-1",
+            "optim.epochs=3",
+        );
+        assert!(!here.same_run(&other_seed, base));
+        let other_set = settings(
+            "/work/main/configs/fmnist-cls.toml",
+            "/tmp/again/runs/seed-0",
+            "optim.epochs=4",
+        );
+        assert!(!here.same_run(&other_set, base));
+        let other_base = settings(
+            "/work/main/configs/tiny.toml",
+            "/work/main/reports/sweep-fmnist/runs/seed-0",
+            "optim.epochs=3",
+        );
+        assert!(!here.same_run(&other_base, base));
+        let mut other_eval = clone.clone();
+        other_eval.eval.n_standard += 1;
+        assert!(!here.same_run(&other_eval, base));
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn train(
     let settings_path = runs.join(format!("{}.settings.json", row.name));
     if exists(&settings_path) {
         let old: RowSettings = advsoup_records::read_json(&settings_path)?;
-        if old != settings {
+        if !old.same_run(&settings, &config.base) {
             bail!(
                 "{}: row `{}` was run with other settings (sweep file or --quick \
                  changed); rerun with --force to retrain it or pick another --out",
