@@ -188,6 +188,7 @@ pub fn run_suite<B: AutodiffBackend>(
             p => format!("{device_label} {p}"),
         },
         threads: threads(),
+        cpu: Some(advsoup_train::machine::this_cpu()),
         presets,
     })
 }
@@ -373,6 +374,8 @@ mod tests {
             ("advsoup", "flex-cpu")
         );
         assert_eq!(report.threads, threads());
+        let cpu = report.cpu.as_ref().expect("the report names the CPU");
+        assert_eq!(cpu.arch, std::env::consts::ARCH);
         let [p] = report.presets.as_slice() else {
             panic!("one preset: {report:?}")
         };

@@ -87,6 +87,10 @@ pub struct BenchReport {
     pub device: String,
     /// CPU threads the backend used.
     pub threads: usize,
+    /// The machine's CPU (its SIMD extensions decide which CPU kernels run); absent in reports
+    /// written before it was recorded and in the PyTorch reference's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<crate::run::CpuInfo>,
     /// One entry per preset.
     pub presets: Vec<PresetReport>,
 }
@@ -184,6 +188,11 @@ mod tests {
             tool: "advsoup".into(),
             device: "flex-cpu".into(),
             threads: 2,
+            cpu: Some(crate::run::CpuInfo {
+                arch: "x86_64".into(),
+                model: Some("Xeon".into()),
+                simd: vec!["avx2".into(), "avx512f".into()],
+            }),
             presets: vec![PresetReport {
                 preset: "tiny32".into(),
                 model: "vit_tiny_patch4_32".into(),
@@ -248,6 +257,7 @@ mod tests {
                           "seconds_per_iter": 0.1, "images_per_s": 40.0}],
              "memory": []}]}"#;
         let t: BenchReport = serde_json::from_str(torch).expect("torch report");
+        assert_eq!(t.cpu, None, "the reference names no CPU");
         assert_eq!(t.presets[0].records[0].first_call_seconds, 0.0);
         assert_eq!(t.rate("tiny32", "forward"), Some(40.0));
     }
