@@ -1,6 +1,7 @@
 //! `advsoup info`: parameter counts of a preset with an adapter, or of a trained run's model
 //! (from the config's formulas and from the tensors of its `model.safetensors`).
 
+use advsoup_train::plan::group;
 use std::path::Path;
 
 use advsoup_adapters::{AdaptedVitConfig, AdapterKind};
@@ -111,16 +112,4 @@ pub fn run_counts(run: &Path) -> Result<ParamCounts> {
 /// The text of `advsoup info --preset P --adapter A`.
 pub fn info(preset_name: &str, adapter_name: &str) -> Result<String> {
     Ok(counts_text(&counts(preset_name, adapter_name)?))
-}
-
-pub(crate) fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

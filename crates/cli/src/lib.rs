@@ -16,7 +16,8 @@ mod progress;
 pub mod run_dir;
 mod signals;
 
-use cmd_info::{adapter, group, preset};
+use advsoup_train::plan::group;
+use cmd_info::{adapter, preset};
 pub use cmd_info::{counts, counts_text, info, run_counts};
 pub use entry::main_entry;
 pub use signals::Stopped;

@@ -414,7 +414,8 @@ impl fmt::Display for Plan {
     }
 }
 
-fn group(n: usize) -> String {
+/// `n` with a comma every three digits (`1,234,567`), as plans and `advsoup info` print counts.
+pub fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -429,6 +430,14 @@ fn group(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(86_415_592), "86,415,592");
+    }
 
     #[test]
     fn shards_cover_the_batch_and_keep_mirrored_pairs() {
