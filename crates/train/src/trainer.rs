@@ -444,6 +444,9 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         &self,
         micro_batches: Result<Vec<ImageBatch<B>>, TrainError>,
     ) -> Result<Vec<ImageBatch<B>>, TrainError> {
+        if self.peer.world == 1 {
+            return micro_batches; // nothing to agree on, no per-step work
+        }
         let (local, batches) = match micro_batches {
             Ok(b) => (Ok(Vec::new()), b),
             Err(e) => (Err(e), Vec::new()),
