@@ -28,32 +28,27 @@ fn model_from_cpuinfo(text: &str) -> Option<String> {
     })
 }
 
+/// The features of `$name` that `std::arch::$detect!` finds, in the order given.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! detected {
+    ($detect:ident: $($name:tt),*) => {{
+        let mut found = Vec::new();
+        $(if std::arch::$detect!($name) { found.push($name.to_string()); })*
+        found
+    }};
+}
+
+/// gemm's x86-v3 (AVX2 + FMA) and x86-v4 (AVX-512 F/BW/CD/DQ/VL) levels, and what
+/// `advsoup_vit::fast` checks for itself (AVX2, AVX-512 F).
 #[cfg(target_arch = "x86_64")]
 fn simd_features() -> Vec<String> {
-    let mut found = Vec::new();
-    // gemm's x86-v3 (AVX2 + FMA) and x86-v4 (AVX-512 F/BW/CD/DQ/VL) levels, and what
-    // `advsoup_vit::fast` checks for itself (AVX2, AVX-512 F).
-    macro_rules! probe {
-        ($($f:tt),*) => {
-            $(if std::arch::is_x86_feature_detected!($f) { found.push($f.to_string()); })*
-        };
-    }
-    probe!(
-        "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"
-    );
-    found
+    detected!(is_x86_feature_detected: "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw",
+        "avx512cd", "avx512dq", "avx512vl")
 }
 
 #[cfg(target_arch = "aarch64")]
 fn simd_features() -> Vec<String> {
-    let mut found = Vec::new();
-    macro_rules! probe {
-        ($($f:tt),*) => {
-            $(if std::arch::is_aarch64_feature_detected!($f) { found.push($f.to_string()); })*
-        };
-    }
-    probe!("neon", "fp16", "sve");
-    found
+    detected!(is_aarch64_feature_detected: "neon", "fp16", "sve")
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
