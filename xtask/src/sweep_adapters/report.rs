@@ -272,8 +272,8 @@ fn machines_md(r: &SweepResults) -> String {
             .to_string(),
         ms if r.mixed_machines() => format!(
             "- {which} {} CPUs with different SIMD paths ({}): each (row, seed) reproduces \
-             bit for bit only on the kind of CPU that trained it (run.json names it), and a \
-             rerun on one machine differs in the last digits of some rows.\n\n",
+             bit for bit only on the kind of CPU that trained it (run.json names it); on another \
+             the rounding differs, and training can grow that into tenths of a point.\n\n",
             ms.len(),
             list(ms)
         ),
