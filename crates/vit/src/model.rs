@@ -372,11 +372,11 @@ impl<B: Backend> Vit<B> {
         );
         // Pixels are normalized in f32, then take the weights' dtype (bf16 under mixed
         // precision: `Precision`).
-        let x = (x - self.mean.clone()) * self.inv_std.clone();
+        let x = crate::fast::normalize(x, self.mean.clone(), self.inv_std.clone());
         let x = x.cast(self.patch_embed.proj.weight.val().dtype());
         let x = self.patch_embed.forward(x);
         let cls = hooks.cls_token(&self.cls_token, n);
-        let x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();
+        let x = crate::fast::add_positions(Tensor::cat(vec![cls, x], 1), self.pos_embed.val());
         let x = self.pos_drop.forward(x);
         match hooks.extra_tokens(n) {
             Some(prompts) => Tensor::cat(vec![x, prompts], 1),

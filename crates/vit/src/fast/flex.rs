@@ -364,6 +364,37 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
     new_tensor(dqkv, vec![n, t, 3 * d])
 }
 
+/// `(x − mean)·inv_std`, `mean` and `inv_std` one value per channel.
+pub(super) fn normalize_inner(
+    x: Tensor<Flex, 4>,
+    mean: Tensor<Flex, 4>,
+    inv_std: Tensor<Flex, 4>,
+) -> Tensor<Flex, 4> {
+    let x = contiguous(primitive(x));
+    let (mean, inv_std) = (contiguous(primitive(mean)), contiguous(primitive(inv_std)));
+    let dims = shape(&x);
+    let (channels, plane) = (dims[1], dims[2] * dims[3]);
+    let (xs, mean, inv_std) = (slice(&x), slice(&mean), slice(&inv_std));
+    let mut out = Vec::with_capacity(xs.len());
+    for (i, image_channel) in xs.chunks(plane).enumerate() {
+        let (m, s) = (mean[i % channels], inv_std[i % channels]);
+        out.extend(image_channel.iter().map(|&v| (v - m) * s));
+    }
+    tensor(new_tensor(out, dims))
+}
+
+/// `x + pos`, `pos` one `[tokens, dim]` row block shared by every sample.
+pub(super) fn add_positions_inner(x: Tensor<Flex, 3>, pos: Tensor<Flex, 3>) -> Tensor<Flex, 3> {
+    let (x, pos) = (contiguous(primitive(x)), contiguous(primitive(pos)));
+    let dims = shape(&x);
+    let (xs, pos) = (slice(&x), slice(&pos));
+    let mut out = Vec::with_capacity(xs.len());
+    for sample in xs.chunks(pos.len()) {
+        out.extend(sample.iter().zip(pos).map(|(&a, &b)| a + b));
+    }
+    tensor(new_tensor(out, dims))
+}
+
 pub(super) fn attention_inner(qkv: Tensor<Flex, 3>, heads: usize) -> Tensor<Flex, 3> {
     let qkv = contiguous(primitive(qkv));
     let dims = Dims::of(&qkv, heads);

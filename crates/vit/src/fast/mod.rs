@@ -110,6 +110,54 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     }
 }
 
+/// `(x − mean)·inv_std` with `mean` and `inv_std` of shape `[1, channels, 1, 1]` (the pixel
+/// normalization). On Flex's inner backend (evaluation, soups) one pass; burn-flex 0.21 walks a
+/// broadcast operand element by element (12% of the default model's forward). Each element is
+/// the same two f32 operations as burn's `sub` then `mul`, so the result is theirs bit for bit;
+/// under autodiff and on other backends it is burn's ops.
+///
+/// # Shapes
+/// - x: `[batch, channels, height, width]` -> same
+pub fn normalize<B: Backend>(
+    x: Tensor<B, 4>,
+    mean: Tensor<B, 4>,
+    inv_std: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let fused = enabled()
+        && n * h * w > 0
+        && mean.dims() == [1, c, 1, 1]
+        && inv_std.dims() == [1, c, 1, 1]
+        && [x.dtype(), mean.dtype(), inv_std.dtype()] == [DType::F32; 3];
+    if !fused {
+        return (x - mean) * inv_std;
+    }
+    match cast::<_, Tensor<Flex, 4>>(x) {
+        Ok(x) => uncast(flex::normalize_inner(x, uncast(mean), uncast(inv_std))),
+        Err(x) => (x - mean) * inv_std,
+    }
+}
+
+/// `x + pos` with `pos` of shape `[1, tokens, dim]` (the position embedding), in one pass on
+/// Flex's inner backend and bit for bit burn's broadcast `add` (see [`normalize`]).
+///
+/// # Shapes
+/// - x: `[batch, tokens, dim]` -> same
+pub fn add_positions<B: Backend>(x: Tensor<B, 3>, pos: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [n, t, d] = x.dims();
+    let fused = enabled()
+        && n * t * d > 0
+        && pos.dims() == [1, t, d]
+        && [x.dtype(), pos.dtype()] == [DType::F32; 2];
+    if !fused {
+        return x + pos;
+    }
+    match cast::<_, Tensor<Flex, 3>>(x) {
+        Ok(x) => uncast(flex::add_positions_inner(x, uncast(pos))),
+        Err(x) => x + pos,
+    }
+}
+
 /// `linear.forward(x)` on `[batch, tokens, in]`, fused on Flex: one gemm forward (onto the
 /// bias rows), one gemm per gradient backward, parameter gradients only when tracked.
 ///
@@ -460,6 +508,40 @@ mod tests {
         )
         .into_data()
         .assert_approx_eq::<f32>(&inner.forward(x).into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn normalize_and_position_add_are_burns_broadcast_ops_bit_for_bit() {
+        let device = seeded::<Flex>(8);
+        let x = Tensor::<Flex, 4>::random([3, 2, 5, 4], Distribution::Default, &device);
+        let mean = Tensor::<Flex, 4>::from_floats([[[[0.3]], [[0.6]]]], &device);
+        let inv_std = Tensor::<Flex, 4>::from_floats([[[[4.1]], [[2.7]]]], &device);
+        // a non-contiguous input too (the fused path makes it contiguous first)
+        let strided = x.clone().swap_dims(2, 3);
+        for x in [x.clone(), strided] {
+            let want = (x.clone() - mean.clone()) * inv_std.clone();
+            let got = normalize(x.clone(), mean.clone(), inv_std.clone());
+            assert_eq!(got.into_data(), want.into_data());
+            assert_eq!(
+                flex::normalize_inner(x.clone(), mean.clone(), inv_std.clone()).into_data(),
+                ((x - mean.clone()) * inv_std.clone()).into_data()
+            );
+        }
+        let x = Tensor::<Flex, 3>::random([4, 5, 6], Distribution::Normal(0.0, 3.0), &device);
+        let pos = Tensor::<Flex, 3>::random([1, 5, 6], Distribution::Normal(0.0, 3.0), &device);
+        for x in [x.clone(), x.clone().slice([0..4, 1..6, 0..6])] {
+            let pos = pos.clone().slice([0..1, 0..x.dims()[1], 0..6]);
+            let want = (x.clone() + pos.clone()).into_data();
+            assert_eq!(add_positions(x.clone(), pos.clone()).into_data(), want);
+            assert_eq!(flex::add_positions_inner(x, pos).into_data(), want);
+        }
+        // a broadcast of another shape is burn's op
+        let row = Tensor::<Flex, 3>::random([1, 1, 6], Distribution::Default, &device);
+        let x = Tensor::<Flex, 3>::random([2, 5, 6], Distribution::Default, &device);
+        assert_eq!(
+            add_positions(x.clone(), row.clone()).into_data(),
+            (x + row).into_data()
+        );
     }
 
     #[test]
