@@ -11,7 +11,14 @@
 # table. Each setting is one build of advsoup (features) and one process of `advsoup bench`:
 # two untimed calls (the first compiles, the second still meets a few new kernels, e.g. the
 # optimizer's), then ITERS timed ones (the steady figure). Every process starts with empty
-# caches except "spirv-cache-warm", which reuses what "spirv-cache-cold" kept.
+# caches (CubeCL's and the driver's) except the "warm" rows, which reuse what "spirv-cache-cold"
+# kept, and the "shape-*" rows, which reuse those caches too: each runs the evaluation attack's
+# step (pgd_step) at one batch size, so its kernel count is what that batch shape compiles beyond
+# what the cache already holds (a fixed evaluation batch shape against a ragged one). The
+# "spirv-plain-*" and "plain-shape-*" rows repeat them without fusion and autotune.
+#
+#   ROWS="base shape-128 ..."   runs only the named rows (default: all), adding them to the last
+#                               results; the caches a row reuses are not emptied
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 preset="${1:-fmnist}"
@@ -20,7 +27,8 @@ iters="${ITERS:-3}"
 # Mesa's loader wants a runtime dir; without one it prints an error line per process.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 out=target/cubecl-settings
-rm -rf "$out"
+# A run of only some rows (ROWS) adds to the last results; a whole run starts afresh.
+[[ -z "${ROWS:-}" ]] && rm -rf "$out"
 mkdir -p "$out"
 export CARGO_TERM_COLOR=never
 
@@ -44,11 +52,14 @@ bin_for() {
   echo "$dest"
 }
 
-# measure NAME BINARY CACHE_DIR|- [ENV=VAL ...]: one bench process.
+# measure NAME BINARY CACHE_DIR|- STEP BATCH|- [ENV=VAL ...]: one bench process.
 measure() {
-  local name="$1" bin cache="$3"
+  local name="$1" bin cache="$3" step="$4" batch="$5"
+  if [[ -n "${ROWS:-}" && " $ROWS " != *" $name "* ]]; then
+    return
+  fi
   bin=$(realpath "$2")
-  shift 3
+  shift 5
   local log json cwd
   log=$(realpath -m "$out/$name.kernels.log")
   json=$(realpath -m "$out/$name.bench.json")
@@ -56,23 +67,32 @@ measure() {
   # Cargo.toml's target/ (here the row's own, empty one) unless --kernel-cache says where, and
   # the repository's cubecl.toml (which turns the kernel cache on) is not found from there.
   cwd="$out/$name.cwd"
+  # A row measured again starts from nothing of its own (the caches it names are kept).
+  rm -rf "$log" "$json" "$cwd" "$out/$name.mesa"
   mkdir -p "$cwd" && touch "$cwd/Cargo.toml"
   local args=(--kernel-log "$log")
   [[ "$cache" != "-" ]] && args+=(--kernel-cache "$(realpath -m "$cache")")
+  # Mesa keeps its own on-disk cache of the driver's compiled shaders (~/.cache/mesa_shader_cache,
+  # like CUDA's ~/.nv/ComputeCache for PTX): every row gets an empty one unless it names one.
+  [[ " $* " == *" MESA_SHADER_CACHE_DIR="* ]] || set -- "$@" MESA_SHADER_CACHE_DIR="$(realpath -m "$out/$name.mesa")"
+  local bench=(bench --device wgpu --preset "$preset" --only "$step" --iters "$iters" --warmup 2
+    --no-memory --json "$json")
+  [[ "$batch" != "-" ]] && bench+=(--batch "$batch")
   local t0 t1
   t0=$(date +%s.%N)
-  (cd "$cwd" && env "$@" "$bin" "${args[@]}" bench --device wgpu --preset "$preset" --only "$step" \
-    --iters "$iters" --warmup 2 --no-memory --json "$json") >"$out/$name.stdout" 2>&1
+  (cd "$cwd" && env "$@" "$bin" "${args[@]}" "${bench[@]}") >"$out/$name.stdout" 2>&1
   t1=$(date +%s.%N)
-  python3 - "$name" "$json" "$log" "$t0" "$t1" "$*" >>"$out/rows.jsonl" <<'PY'
+  python3 - "$name" "$json" "$log" "$t0" "$t1" "$*" "$step" "$batch" >>"$out/rows.jsonl" <<'PY'
 import json, sys
-name, path, log, t0, t1, env = sys.argv[1:]
+name, path, log, t0, t1, env, step, batch = sys.argv[1:]
 report = json.load(open(path))
 [rec] = report["presets"][0]["records"]
 lines = open(log).read().splitlines() if __import__("os").path.exists(log) else []
 print(json.dumps({
     "setting": name,
     "env": env,
+    "step": step,
+    "batch": rec.get("batch", batch),
     "kernels_compiled": sum(l.startswith("[Compiling kernel]") for l in lines),
     "autotune_lines": sum("autotune" in l.lower() or "fastest" in l.lower() for l in lines),
     "first_call_s": rec["first_call_seconds"],
@@ -84,14 +104,30 @@ PY
 }
 
 base=$(bin_for wgpu)
-measure base "$base" -
-measure autotune-balanced "$(bin_for wgpu,autotune)" -
-measure autotune-minimal "$(bin_for wgpu,autotune)" - CUBECL_AUTOTUNE_LEVEL=minimal
-measure fusion-autotune "$(bin_for wgpu,fusion,autotune)" -
+measure base "$base" - "$step" -
+at=$(bin_for wgpu,autotune)
+measure autotune-balanced "$at" - "$step" -
+measure autotune-minimal "$at" - "$step" - CUBECL_AUTOTUNE_LEVEL=minimal
+measure fusion-autotune "$(bin_for wgpu,fusion,autotune)" - "$step" -
+# SPIR-V (the path with CubeCL's compiled-kernel cache): a cold run, a second run with CubeCL's
+# cache but an empty driver cache, and one with both (a second run on the same machine); then
+# the evaluation's step at the preset's batch and at ragged ones, with both caches warm.
 vk=$(bin_for vulkan,fusion,autotune)
-measure spirv-fusion-autotune "$vk" -
-measure spirv-cache-cold "$vk" "$out/kernel-cache"
-measure spirv-cache-warm "$vk" "$out/kernel-cache"
+driver="MESA_SHADER_CACHE_DIR=$(realpath -m "$out/spirv-cache-cold.mesa")"
+measure spirv-cache-cold "$vk" "$out/kernel-cache" "$step" -
+measure spirv-cache-warm-driver-cold "$vk" "$out/kernel-cache" "$step" -
+measure spirv-cache-warm "$vk" "$out/kernel-cache" "$step" - "$driver"
+for b in ${SHAPES:-128 120 37}; do
+  measure "shape-$b" "$vk" "$out/kernel-cache" pgd_step "$b" "$driver"
+done
+# The same without fusion and autotune (what `--features cuda` builds), on its own caches.
+vd=$(bin_for vulkan)
+driver="MESA_SHADER_CACHE_DIR=$(realpath -m "$out/spirv-plain-cold.mesa")"
+measure spirv-plain-cold "$vd" "$out/kernel-cache-plain" "$step" -
+measure spirv-plain-warm "$vd" "$out/kernel-cache-plain" "$step" - "$driver"
+for b in ${SHAPES:-128 120 37}; do
+  measure "plain-shape-$b" "$vd" "$out/kernel-cache-plain" pgd_step "$b" "$driver"
+done
 
 python3 - "$out" "$preset" "$step" "$(cat /proc/loadavg)" <<'PY'
 import json, sys
@@ -100,9 +136,9 @@ rows = [json.loads(l) for l in open(f"{out}/rows.jsonl")]
 json.dump({"preset": preset, "step": step, "load_avg": load, "rows": rows},
           open(f"{out}/results.json", "w"), indent=2)
 print(f"{preset} {step}, load average {load}")
-print("| setting | kernels compiled | first call s | steady call s | process s |")
-print("|---|---|---|---|---|")
+print("| setting | step, batch | kernels compiled | first call s | steady call s | process s |")
+print("|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['setting']} | {r['kernels_compiled']} | {r['first_call_s']:.2f} | "
-          f"{r['steady_s']:.3f} | {r['process_s']:.1f} |")
+    print(f"| {r['setting']} | {r['step']}, {r['batch']} | {r['kernels_compiled']} | "
+          f"{r['first_call_s']:.2f} | {r['steady_s']:.3f} | {r['process_s']:.1f} |")
 PY
