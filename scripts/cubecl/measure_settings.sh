@@ -82,9 +82,9 @@ measure() {
   t0=$(date +%s.%N)
   (cd "$cwd" && env "$@" "$bin" "${args[@]}" "${bench[@]}") >"$out/$name.stdout" 2>&1
   t1=$(date +%s.%N)
-  python3 - "$name" "$json" "$log" "$t0" "$t1" "$*" "$step" "$batch" >>"$out/rows.jsonl" <<'PY'
+  python3 - "$name" "$json" "$log" "$t0" "$t1" "$*" "$step" >>"$out/rows.jsonl" <<'PY'
 import json, sys
-name, path, log, t0, t1, env, step, batch = sys.argv[1:]
+name, path, log, t0, t1, env, step = sys.argv[1:]
 report = json.load(open(path))
 [rec] = report["presets"][0]["records"]
 lines = open(log).read().splitlines() if __import__("os").path.exists(log) else []
@@ -92,7 +92,7 @@ print(json.dumps({
     "setting": name,
     "env": env,
     "step": step,
-    "batch": rec.get("batch", batch),
+    "batch": rec["batch"],
     "kernels_compiled": sum(l.startswith("[Compiling kernel]") for l in lines),
     "autotune_lines": sum("autotune" in l.lower() or "fastest" in l.lower() for l in lines),
     "first_call_s": rec["first_call_seconds"],
@@ -101,6 +101,13 @@ print(json.dumps({
     "process_s": float(t1) - float(t0),
 }))
 PY
+}
+
+# shapes PREFIX BINARY CACHE_DIR DRIVER_ENV: the evaluation's step at each of SHAPES.
+shapes() {
+  for b in ${SHAPES:-128 120 37}; do
+    measure "$1shape-$b" "$2" "$3" pgd_step "$b" "$4"
+  done
 }
 
 base=$(bin_for wgpu)
@@ -117,17 +124,13 @@ driver="MESA_SHADER_CACHE_DIR=$(realpath -m "$out/spirv-cache-cold.mesa")"
 measure spirv-cache-cold "$vk" "$out/kernel-cache" "$step" -
 measure spirv-cache-warm-driver-cold "$vk" "$out/kernel-cache" "$step" -
 measure spirv-cache-warm "$vk" "$out/kernel-cache" "$step" - "$driver"
-for b in ${SHAPES:-128 120 37}; do
-  measure "shape-$b" "$vk" "$out/kernel-cache" pgd_step "$b" "$driver"
-done
+shapes "" "$vk" "$out/kernel-cache" "$driver"
 # The same without fusion and autotune (what `--features cuda` builds), on its own caches.
 vd=$(bin_for vulkan)
 driver="MESA_SHADER_CACHE_DIR=$(realpath -m "$out/spirv-plain-cold.mesa")"
 measure spirv-plain-cold "$vd" "$out/kernel-cache-plain" "$step" -
 measure spirv-plain-warm "$vd" "$out/kernel-cache-plain" "$step" - "$driver"
-for b in ${SHAPES:-128 120 37}; do
-  measure "plain-shape-$b" "$vd" "$out/kernel-cache-plain" pgd_step "$b" "$driver"
-done
+shapes plain- "$vd" "$out/kernel-cache-plain" "$driver"
 
 python3 - "$out" "$preset" "$step" "$(cat /proc/loadavg)" <<'PY'
 import json, sys
