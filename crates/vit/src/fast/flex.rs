@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::{TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
+use super::buffer::{Fresh, par_filled};
 use super::gemm::{self, View};
 use super::math;
 use super::{Ad, Flex};
@@ -82,10 +83,9 @@ fn shape(x: &FlexTensor) -> Vec<usize> {
 
 fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     let xs = slice(x);
-    let mut out = vec![0.0; xs.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK))
-        .for_each(|(o, s)| math::gelu_slice(s, o));
+    let out = par_filled(xs.len(), CHUNK, |i, o| {
+        math::gelu_slice(&xs[i * CHUNK..][..o.len()], o);
+    });
     new_tensor(out, shape(x))
 }
 
@@ -93,21 +93,24 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
 /// is one multiply.
 fn gelu_forward_with_grad(x: &FlexTensor) -> (FlexTensor, FlexTensor) {
     let xs = slice(x);
-    let (mut out, mut grad) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+    let (mut out, mut grad) = (Fresh::new(xs.len()), Fresh::new(xs.len()));
     out.par_chunks_mut(CHUNK)
         .zip(grad.par_chunks_mut(CHUNK))
         .zip(xs.par_chunks(CHUNK))
         .for_each(|((o, g), s)| math::gelu_with_grad_slice(s, o, g));
-    (new_tensor(out, shape(x)), new_tensor(grad, shape(x)))
+    (
+        new_tensor(out.into_vec(), shape(x)),
+        new_tensor(grad.into_vec(), shape(x)),
+    )
 }
 
 fn mul(a: &FlexTensor, b: FlexTensor) -> FlexTensor {
     let b = contiguous(b);
     let (xs, ys) = (slice(a), slice(&b));
-    let mut out = vec![0.0; xs.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK)))
-        .for_each(|(o, (x, y))| math::mul_slice(x, y, o));
+    let out = par_filled(xs.len(), CHUNK, |i, o| {
+        let at = i * CHUNK..i * CHUNK + o.len();
+        math::mul_slice(&xs[at.clone()], &ys[at], o);
+    });
     new_tensor(out, shape(a))
 }
 
@@ -161,7 +164,7 @@ fn layer_norm_forward(
     let (xs, gs, bs) = (slice(x), slice(gamma), slice(beta));
     let d = gs.len();
     let rows = xs.len() / d;
-    let (mut y, mut xhat, mut rstd) = (vec![0.0; xs.len()], vec![0.0; xs.len()], vec![0.0; rows]);
+    let (mut y, mut xhat, mut rstd) = (Fresh::new(xs.len()), Fresh::new(xs.len()), vec![0.0; rows]);
     y.par_chunks_mut(ROWS * d)
         .zip(xhat.par_chunks_mut(ROWS * d))
         .zip(rstd.par_chunks_mut(ROWS))
@@ -169,9 +172,9 @@ fn layer_norm_forward(
         .for_each(|(((y, h), r), x)| math::layer_norm_rows(x, gs, bs, eps as f32, y, h, r));
     let shape = shape(x);
     (
-        new_tensor(y, shape.clone()),
+        new_tensor(y.into_vec(), shape.clone()),
         NormState {
-            xhat: new_tensor(xhat, shape),
+            xhat: new_tensor(xhat.into_vec(), shape),
             rstd,
             gamma: gamma.clone(),
         },
@@ -184,7 +187,7 @@ fn layer_norm_backward(state: &NormState, dy: FlexTensor) -> (FlexTensor, Vec<f3
     let dy = contiguous(dy);
     let (gs, hs, dys) = (slice(&state.gamma), slice(&state.xhat), slice(&dy));
     let d = gs.len();
-    let mut dx = vec![0.0; hs.len()];
+    let mut dx = Fresh::new(hs.len());
     let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(ROWS * d)
         .zip(hs.par_chunks(ROWS * d))
@@ -201,7 +204,7 @@ fn layer_norm_backward(state: &NormState, dy: FlexTensor) -> (FlexTensor, Vec<f3
         dgamma.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
         dbeta.iter_mut().zip(db).for_each(|(a, b)| *a += b);
     }
-    (new_tensor(dx, shape(&state.xhat)), dgamma, dbeta)
+    (new_tensor(dx.into_vec(), shape(&state.xhat)), dgamma, dbeta)
 }
 
 pub(super) fn layer_norm_inner(
@@ -312,8 +315,7 @@ fn attention_forward(qkv: &FlexTensor, dims: Dims) -> (FlexTensor, Vec<f32>) {
     let Dims { n, t, h, hd } = dims;
     let d = dims.d();
     let scale = dims.scale();
-    let mut out = vec![0.0; n * t * d];
-    let mut p = vec![0.0; n * h * t * t];
+    let (mut out, mut p) = (Fresh::new(n * t * d), Fresh::new(n * h * t * t));
     out.par_chunks_mut(t * d)
         .zip(p.par_chunks_mut(h * t * t))
         .zip(slice(qkv).par_chunks(t * 3 * d))
@@ -326,7 +328,7 @@ fn attention_forward(qkv: &FlexTensor, dims: Dims) -> (FlexTensor, Vec<f32>) {
                 gemm::matmul_into(&mut out[head * hd..], d, p, v, false, false);
             }
         });
-    (new_tensor(out, vec![n, t, d]), p)
+    (new_tensor(out.into_vec(), vec![n, t, d]), p.into_vec())
 }
 
 /// Backward: `d qkv [n, t, 3d]` from `d out [n, t, d]`.
@@ -336,7 +338,7 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
     let d = dims.d();
     let scale = dims.scale();
     let grad = contiguous(grad);
-    let mut dqkv = vec![0.0; n * t * 3 * d];
+    let mut dqkv = Fresh::new(n * t * 3 * d);
     dqkv.par_chunks_mut(t * 3 * d)
         .zip(slice(&grad).par_chunks(t * d))
         .zip(
@@ -361,10 +363,45 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
                 }
             },
         );
-    new_tensor(dqkv, vec![n, t, 3 * d])
+    new_tensor(dqkv.into_vec(), vec![n, t, 3 * d])
 }
 
-/// `(x − mean)·inv_std`, `mean` and `inv_std` one value per channel.
+// ---------------------------------------------------------------------------------------------
+// Pixel normalization and position add: the same one or two IEEE operations per element as
+// burn's broadcast ops (bit for bit), in parallel by image plane or sample; burn-flex 0.21 walks
+// a broadcast operand element by element on one thread.
+
+/// `(x − mean[c])·inv_std[c]` over `[n, c, h, w]`, one task per image plane.
+fn normalize_forward(x: &FlexTensor, mean: &[f32], inv_std: &[f32]) -> FlexTensor {
+    let dims = shape(x);
+    let (channels, plane) = (dims[1], dims[2] * dims[3]);
+    let xs = slice(x);
+    let out = par_filled(xs.len(), plane, |i, o| {
+        let (m, s) = (mean[i % channels], inv_std[i % channels]);
+        let image_channel = &xs[i * plane..][..o.len()];
+        o.iter_mut()
+            .zip(image_channel)
+            .for_each(|(o, &v)| *o = (v - m) * s);
+    });
+    new_tensor(out, dims)
+}
+
+/// `dy·inv_std[c]`: burn's `mul` backward (the `sub` before it passes the gradient through).
+fn normalize_backward(dy: FlexTensor, inv_std: &[f32]) -> FlexTensor {
+    let dy = contiguous(dy);
+    let dims = shape(&dy);
+    let (channels, plane) = (dims[1], dims[2] * dims[3]);
+    let dys = slice(&dy);
+    let dx = par_filled(dys.len(), plane, |i, o| {
+        let s = inv_std[i % channels];
+        let len = o.len();
+        o.iter_mut()
+            .zip(&dys[i * plane..][..len])
+            .for_each(|(o, &g)| *o = g * s);
+    });
+    new_tensor(dx, dims)
+}
+
 pub(super) fn normalize_inner(
     x: Tensor<Flex, 4>,
     mean: Tensor<Flex, 4>,
@@ -372,27 +409,115 @@ pub(super) fn normalize_inner(
 ) -> Tensor<Flex, 4> {
     let x = contiguous(primitive(x));
     let (mean, inv_std) = (contiguous(primitive(mean)), contiguous(primitive(inv_std)));
-    let dims = shape(&x);
-    let (channels, plane) = (dims[1], dims[2] * dims[3]);
-    let (xs, mean, inv_std) = (slice(&x), slice(&mean), slice(&inv_std));
-    let mut out = Vec::with_capacity(xs.len());
-    for (i, image_channel) in xs.chunks(plane).enumerate() {
-        let (m, s) = (mean[i % channels], inv_std[i % channels]);
-        out.extend(image_channel.iter().map(|&v| (v - m) * s));
-    }
-    tensor(new_tensor(out, dims))
+    tensor(normalize_forward(&x, slice(&mean), slice(&inv_std)))
 }
 
-/// `x + pos`, `pos` one `[tokens, dim]` row block shared by every sample.
+#[derive(Debug)]
+struct NormalizeOp;
+
+impl Backward<Flex, 1> for NormalizeOp {
+    /// `inv_std`, one value per channel.
+    type State = Vec<f32>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let inv_std = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            normalize_backward(g, &inv_std)
+        });
+    }
+}
+
+/// Whether `t` is on the autodiff graph (it, or a tensor it was computed from, requires a
+/// gradient).
+pub(super) fn is_tracked<const D: usize>(t: &Tensor<Ad, D>) -> bool {
+    !t.clone()
+        .into_primitive()
+        .tensor()
+        .node
+        .requirement
+        .is_none()
+}
+
+/// The pixel normalization on the autodiff graph, with `mean` and `inv_std` as constants (the
+/// caller checks that they are not [tracked](is_tracked): their gradients are not computed).
+pub(super) fn normalize_autodiff(
+    x: Tensor<Ad, 4>,
+    mean: Tensor<Ad, 4>,
+    inv_std: Tensor<Ad, 4>,
+) -> Tensor<Ad, 4> {
+    let x = x.into_primitive().tensor();
+    let mean = contiguous(primitive(mean.inner()));
+    let inv_std = slice(&contiguous(primitive(inv_std.inner()))).to_vec();
+    let input = contiguous(x.primitive.clone());
+    record(NormalizeOp, [&x], |_| {
+        (
+            normalize_forward(&input, slice(&mean), &inv_std),
+            Some(inv_std.clone()),
+        )
+    })
+}
+
+/// `x + pos` over `[n, t, d]` with `pos` one `[t, d]` block, one task per sample.
+fn add_positions_forward(x: &FlexTensor, pos: &[f32]) -> FlexTensor {
+    let xs = slice(x);
+    let out = par_filled(xs.len(), pos.len(), |i, o| {
+        let sample = &xs[i * pos.len()..][..o.len()];
+        o.iter_mut()
+            .zip(sample.iter().zip(pos))
+            .for_each(|(o, (&a, &b))| *o = a + b);
+    });
+    new_tensor(out, shape(x))
+}
+
+/// `Σ_n dy[n]` as `[1, t, d]`: burn-flex's first-dim sum (each element `0 + dy[0] + dy[1] + …`,
+/// in sample order, so bit for bit burn's), in parallel over blocks of elements.
+fn sum_over_samples(dy: &FlexTensor) -> FlexTensor {
+    let dims = shape(dy);
+    let block = dims[1] * dims[2];
+    let dys = slice(dy);
+    let sums = par_filled(block, CHUNK, |i, o| {
+        let len = o.len();
+        for sample in dys.chunks_exact(block) {
+            o.iter_mut()
+                .zip(&sample[i * CHUNK..][..len])
+                .for_each(|(acc, &g)| *acc += g);
+        }
+    });
+    new_tensor(sums, vec![1, dims[1], dims[2]])
+}
+
 pub(super) fn add_positions_inner(x: Tensor<Flex, 3>, pos: Tensor<Flex, 3>) -> Tensor<Flex, 3> {
     let (x, pos) = (contiguous(primitive(x)), contiguous(primitive(pos)));
-    let dims = shape(&x);
-    let (xs, pos) = (slice(&x), slice(&pos));
-    let mut out = Vec::with_capacity(xs.len());
-    for sample in xs.chunks(pos.len()) {
-        out.extend(sample.iter().zip(pos).map(|(&a, &b)| a + b));
+    tensor(add_positions_forward(&x, slice(&pos)))
+}
+
+#[derive(Debug)]
+struct AddPositionsOp;
+
+impl Backward<Flex, 2> for AddPositionsOp {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let [node_x, node_pos] = ops.parents;
+        if let Some(node) = node_pos {
+            grads.register::<Flex>(node.id, sum_over_samples(&dy));
+        }
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, dy);
+        }
     }
-    tensor(new_tensor(out, dims))
+}
+
+pub(super) fn add_positions_autodiff(x: Tensor<Ad, 3>, pos: Tensor<Ad, 3>) -> Tensor<Ad, 3> {
+    let (x, pos) = (x.into_primitive().tensor(), pos.into_primitive().tensor());
+    let (xs, ps) = (
+        contiguous(x.primitive.clone()),
+        contiguous(pos.primitive.clone()),
+    );
+    record(AddPositionsOp, [&x, &pos], |_| {
+        (add_positions_forward(&xs, slice(&ps)), Some(()))
+    })
 }
 
 pub(super) fn attention_inner(qkv: Tensor<Flex, 3>, heads: usize) -> Tensor<Flex, 3> {
@@ -442,12 +567,16 @@ pub(super) fn attention_autodiff(qkv: Tensor<Ad, 3>, heads: usize) -> Tensor<Ad,
 // ---------------------------------------------------------------------------------------------
 // Linear
 
-/// `[rows, in] · [in, out] + bias`: the bias rows are written first and gemm accumulates onto
-/// them, so the output is written once.
+/// `[rows, in] · [in, out] + bias`: the bias rows are written first (in parallel) and gemm
+/// accumulates onto them.
 fn linear_forward(x: &[f32], w: &[f32], b: &[f32], rows: usize) -> Vec<f32> {
     let out = b.len();
     let inp = w.len() / out;
-    let mut y = b.repeat(rows);
+    let mut y = par_filled(rows * out, ROWS * out, |_, block| {
+        block
+            .chunks_exact_mut(out)
+            .for_each(|r| r.copy_from_slice(b));
+    });
     gemm::matmul_into(
         &mut y,
         out,

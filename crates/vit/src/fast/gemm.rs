@@ -4,9 +4,9 @@
 //! aligned buffer (`Bytes::from_bytes_vec`): two passes over memory before gemm writes a
 //! value. Calling gemm directly writes the output once.
 //!
-//! The only `unsafe` of the project lives here: the raw-pointer gemm call (every index it can
-//! touch is checked against the slices first) and `set_len` after gemm has written every
-//! element of a fresh buffer.
+//! The `unsafe` here (one of the crate's three audited modules, ARCHITECTURE.md): the
+//! raw-pointer gemm call (every index it can touch is checked against the slices first) and
+//! `set_len` after gemm has written every element of a fresh buffer.
 #![allow(unsafe_code)]
 
 use gemm::Parallelism;

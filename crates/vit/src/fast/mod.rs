@@ -16,6 +16,7 @@
 //! [`set_enabled`]`(false)` in code switches every call back to burn's ops (for A/B
 //! measurements, or to rule the kernels out when something looks wrong).
 
+mod buffer;
 mod flex;
 mod gemm;
 pub mod math;
@@ -111,10 +112,11 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 }
 
 /// `(x − mean)·inv_std` with `mean` and `inv_std` of shape `[1, channels, 1, 1]` (the pixel
-/// normalization). On Flex's inner backend (evaluation, soups) one pass; burn-flex 0.21 walks a
-/// broadcast operand element by element (12% of the default model's forward). Each element is
-/// the same two f32 operations as burn's `sub` then `mul`, so the result is theirs bit for bit;
-/// under autodiff and on other backends it is burn's ops.
+/// normalization). On Flex and `Autodiff<Flex>` one parallel pass; burn-flex 0.21 walks a
+/// broadcast operand element by element on one thread (12% of the default model's forward).
+/// Each element is the same two f32 operations as burn's `sub` then `mul`, and the input
+/// gradient the same one multiply, so results are theirs bit for bit. With `mean` or `inv_std`
+/// on the autodiff graph, and on other backends, it is burn's ops.
 ///
 /// # Shapes
 /// - x: `[batch, channels, height, width]` -> same
@@ -132,14 +134,27 @@ pub fn normalize<B: Backend>(
     if !fused {
         return (x - mean) * inv_std;
     }
+    let x = match cast::<_, Tensor<Ad, 4>>(x) {
+        Ok(x) => {
+            let (mean, inv_std): (Tensor<Ad, 4>, Tensor<Ad, 4>) = (uncast(mean), uncast(inv_std));
+            // Statistics on the graph are left to burn's ops, which differentiate them.
+            return uncast(if flex::is_tracked(&mean) || flex::is_tracked(&inv_std) {
+                (x - mean) * inv_std
+            } else {
+                flex::normalize_autodiff(x, mean, inv_std)
+            });
+        }
+        Err(x) => x,
+    };
     match cast::<_, Tensor<Flex, 4>>(x) {
         Ok(x) => uncast(flex::normalize_inner(x, uncast(mean), uncast(inv_std))),
         Err(x) => (x - mean) * inv_std,
     }
 }
 
-/// `x + pos` with `pos` of shape `[1, tokens, dim]` (the position embedding), in one pass on
-/// Flex's inner backend and bit for bit burn's broadcast `add` (see [`normalize`]).
+/// `x + pos` with `pos` of shape `[1, tokens, dim]` (the position embedding), in one parallel
+/// pass on Flex and `Autodiff<Flex>`, bit for bit burn's broadcast `add` (see [`normalize`]);
+/// the position gradient sums the samples in burn-flex's order.
 ///
 /// # Shapes
 /// - x: `[batch, tokens, dim]` -> same
@@ -152,6 +167,10 @@ pub fn add_positions<B: Backend>(x: Tensor<B, 3>, pos: Tensor<B, 3>) -> Tensor<B
     if !fused {
         return x + pos;
     }
+    let x = match cast::<_, Tensor<Ad, 3>>(x) {
+        Ok(x) => return uncast(flex::add_positions_autodiff(x, uncast(pos))),
+        Err(x) => x,
+    };
     match cast::<_, Tensor<Flex, 3>>(x) {
         Ok(x) => uncast(flex::add_positions_inner(x, uncast(pos))),
         Err(x) => x + pos,
@@ -542,6 +561,68 @@ mod tests {
             add_positions(x.clone(), row.clone()).into_data(),
             (x + row).into_data()
         );
+    }
+
+    #[test]
+    fn normalize_and_position_add_under_autodiff_are_burns_ops_bit_for_bit() {
+        // Values and every gradient equal burn's broadcast ops exactly: the position gradient
+        // sums 16 samples in burn-flex's order, over more than one parallel block of elements.
+        let device = seeded::<Ad>(9);
+        let normal = |dims: [usize; 3]| {
+            Tensor::<Ad, 3>::random(dims, Distribution::Normal(0.0, 3.0), &device)
+        };
+        let (x, pos, w) = (
+            normal([16, 65, 300]),
+            normal([1, 65, 300]),
+            normal([16, 65, 300]),
+        );
+        for (x_grad, pos_grad) in [(true, true), (false, true), (true, false)] {
+            let x = if x_grad {
+                x.clone().require_grad()
+            } else {
+                x.clone()
+            };
+            let pos = if pos_grad {
+                pos.clone().require_grad()
+            } else {
+                pos.clone()
+            };
+            let run = |y: Tensor<Ad, 3>| {
+                let grads = (y.clone() * w.clone()).sum().backward();
+                let grad = |t: &Tensor<Ad, 3>| t.grad(&grads).map(|g| g.into_data());
+                (y.inner().into_data(), grad(&x), grad(&pos))
+            };
+            let fused = run(flex::add_positions_autodiff(x.clone(), pos.clone()));
+            assert_eq!(fused, run(x.clone() + pos.clone()));
+            assert_eq!((fused.1.is_some(), fused.2.is_some()), (x_grad, pos_grad));
+        }
+
+        let x = Tensor::<Ad, 4>::random([5, 3, 7, 6], Distribution::Default, &device);
+        let w = Tensor::<Ad, 4>::random([5, 3, 7, 6], Distribution::Normal(0.0, 2.0), &device);
+        let mean = Tensor::<Ad, 4>::from_floats([[[[0.49]], [[0.48]], [[0.45]]]], &device);
+        let inv_std = Tensor::<Ad, 4>::from_floats([[[[4.05]], [[4.11]], [[3.82]]]], &device);
+        let run = |x: &Tensor<Ad, 4>, y: Tensor<Ad, 4>| {
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (y.inner().into_data(), x.grad(&grads).map(|g| g.into_data()))
+        };
+        let x = x.require_grad();
+        assert!(!flex::is_tracked(&mean) && !flex::is_tracked(&inv_std));
+        let fused = run(
+            &x,
+            flex::normalize_autodiff(x.clone(), mean.clone(), inv_std.clone()),
+        );
+        assert!(fused.1.is_some());
+        assert_eq!(
+            fused,
+            run(&x, normalize(x.clone(), mean.clone(), inv_std.clone()))
+        );
+        assert_eq!(fused, run(&x, (x.clone() - mean.clone()) * inv_std.clone()));
+        // a tracked statistic is left to burn's ops, which differentiate it
+        let tracked = inv_std.clone().require_grad();
+        assert!(flex::is_tracked(&tracked));
+        let via_generic = normalize(x.clone(), mean.clone(), tracked.clone());
+        let grads = via_generic.sum().backward();
+        assert!(tracked.grad(&grads).is_some());
     }
 
     #[test]
