@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::{TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::buffer::{Fresh, par_filled};
+use super::buffer::{Fresh, par_filled, par_gelu, par_gelu_with_grad, par_mul, par_rows};
 use super::gemm::{self, View};
 use super::math;
 use super::{Ad, Flex};
@@ -82,36 +82,19 @@ fn shape(x: &FlexTensor) -> Vec<usize> {
 // GELU
 
 fn gelu_forward(x: &FlexTensor) -> FlexTensor {
-    let xs = slice(x);
-    let out = par_filled(xs.len(), CHUNK, |i, o| {
-        math::gelu_slice(&xs[i * CHUNK..][..o.len()], o);
-    });
-    new_tensor(out, shape(x))
+    new_tensor(par_gelu(slice(x), CHUNK), shape(x))
 }
 
 /// `(gelu(x), gelu'(x))`: the forward of a tracked GELU keeps the derivative, so the backward
 /// is one multiply.
 fn gelu_forward_with_grad(x: &FlexTensor) -> (FlexTensor, FlexTensor) {
-    let xs = slice(x);
-    let (mut out, mut grad) = (Fresh::new(xs.len()), Fresh::new(xs.len()));
-    out.par_chunks_mut(CHUNK)
-        .zip(grad.par_chunks_mut(CHUNK))
-        .zip(xs.par_chunks(CHUNK))
-        .for_each(|((o, g), s)| math::gelu_with_grad_slice(s, o, g));
-    (
-        new_tensor(out.into_vec(), shape(x)),
-        new_tensor(grad.into_vec(), shape(x)),
-    )
+    let (out, grad) = par_gelu_with_grad(slice(x), CHUNK);
+    (new_tensor(out, shape(x)), new_tensor(grad, shape(x)))
 }
 
 fn mul(a: &FlexTensor, b: FlexTensor) -> FlexTensor {
     let b = contiguous(b);
-    let (xs, ys) = (slice(a), slice(&b));
-    let out = par_filled(xs.len(), CHUNK, |i, o| {
-        let at = i * CHUNK..i * CHUNK + o.len();
-        math::mul_slice(&xs[at.clone()], &ys[at], o);
-    });
-    new_tensor(out, shape(a))
+    new_tensor(par_mul(slice(a), slice(&b), CHUNK), shape(a))
 }
 
 pub(super) fn gelu_inner<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> {
@@ -572,11 +555,7 @@ pub(super) fn attention_autodiff(qkv: Tensor<Ad, 3>, heads: usize) -> Tensor<Ad,
 fn linear_forward(x: &[f32], w: &[f32], b: &[f32], rows: usize) -> Vec<f32> {
     let out = b.len();
     let inp = w.len() / out;
-    let mut y = par_filled(rows * out, ROWS * out, |_, block| {
-        block
-            .chunks_exact_mut(out)
-            .for_each(|r| r.copy_from_slice(b));
-    });
+    let mut y = par_rows(b, rows, ROWS);
     gemm::matmul_into(
         &mut y,
         out,

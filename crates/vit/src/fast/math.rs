@@ -7,6 +7,8 @@
 // the feature.
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
+
 /// `erf(x)` as `x·P(x²)/Q(x²)` on `[-4, 4]`, clamped to ±1 outside (|1 - erf(4)| < 2e-8).
 ///
 /// A (6, 5) rational fitted by this project (iteratively reweighted least squares on 16,000
@@ -146,9 +148,9 @@ fn max_lanes(a: &[f32]) -> f32 {
 /// Defines `pub fn $name(..)` whose body is compiled for AVX-512F, AVX2 and the baseline, and
 /// runs the widest variant the CPU supports.
 macro_rules! multiversion {
-    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
-        pub fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn imp($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -191,6 +193,51 @@ multiversion! {
             let c = cdf(v);
             *o = v * c;
             *g = gelu_grad_with_cdf(v, c);
+        }
+    }
+}
+
+multiversion! {
+    /// [`gelu_slice`] into unwritten memory. Writes every element of `out` (`x` and `out` must
+    /// have one length): `fast::buffer` relies on that to hand the buffer out as written.
+    pub(super) fn gelu_into(x: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert_eq!(x.len(), out.len(), "gelu_into: input and output lengths");
+        for (o, &v) in out.iter_mut().zip(x) {
+            o.write(gelu(v));
+        }
+    }
+}
+
+multiversion! {
+    /// [`gelu_with_grad_slice`] into unwritten memory. Writes every element of `out` and `grad`
+    /// (all three of one length): `fast::buffer` relies on that.
+    pub(super) fn gelu_with_grad_into(
+        x: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        grad: &mut [MaybeUninit<f32>],
+    ) {
+        assert!(
+            x.len() == out.len() && x.len() == grad.len(),
+            "gelu_with_grad_into: input and output lengths"
+        );
+        for ((o, g), &v) in out.iter_mut().zip(grad.iter_mut()).zip(x) {
+            let c = cdf(v);
+            o.write(v * c);
+            g.write(gelu_grad_with_cdf(v, c));
+        }
+    }
+}
+
+multiversion! {
+    /// [`mul_slice`] into unwritten memory. Writes every element of `out` (all three of one
+    /// length): `fast::buffer` relies on that.
+    pub(super) fn mul_into(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(
+            a.len() == out.len() && b.len() == out.len(),
+            "mul_into: input and output lengths"
+        );
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            o.write(x * y);
         }
     }
 }
