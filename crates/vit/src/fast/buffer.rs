@@ -15,13 +15,9 @@ use rayon::prelude::*;
 
 use super::math;
 
-/// A fresh `f32` buffer handed out once, as zeroed chunks, to the parallel tasks that write it.
-///
-/// `vec![0.0; len]` zeroes on the caller's thread: for buffers the allocator has had before
-/// (every step's activations) there are no fresh zero pages, so it is a serial `memset` while
-/// the pool waits (2.3% of a tiny32 train step's CPU time, all of it on the critical path).
-/// Here each task zeroes its own chunk just before writing it, in parallel and into that core's
-/// cache.
+/// A fresh `f32` buffer handed out once, as zeroed chunks, to the parallel tasks that write it:
+/// each task zeroes its own chunk just before writing it, in parallel and into that core's
+/// cache (for kernels that take `&mut [f32]`; the `par_*` functions below skip the zeroing).
 pub(super) struct Fresh {
     data: Vec<f32>,
     len: usize,
