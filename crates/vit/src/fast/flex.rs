@@ -354,35 +354,32 @@ fn attention_backward(state: &AttentionState, grad: FlexTensor) -> FlexTensor {
 // burn's broadcast ops (bit for bit), in parallel by image plane or sample; burn-flex 0.21 walks
 // a broadcast operand element by element on one thread.
 
-/// `(x − mean[c])·inv_std[c]` over `[n, c, h, w]`, one task per image plane.
-fn normalize_forward(x: &FlexTensor, mean: &[f32], inv_std: &[f32]) -> FlexTensor {
+/// `f(channel, plane, out)` for every image plane of `x` (`[n, c, h, w]`), one task each.
+fn map_planes(x: &FlexTensor, f: impl Fn(usize, &[f32], &mut [f32]) + Sync + Send) -> FlexTensor {
     let dims = shape(x);
     let (channels, plane) = (dims[1], dims[2] * dims[3]);
     let xs = slice(x);
     let out = par_filled(xs.len(), plane, |i, o| {
-        let (m, s) = (mean[i % channels], inv_std[i % channels]);
-        let image_channel = &xs[i * plane..][..o.len()];
-        o.iter_mut()
-            .zip(image_channel)
-            .for_each(|(o, &v)| *o = (v - m) * s);
+        let len = o.len();
+        f(i % channels, &xs[i * plane..][..len], o);
     });
     new_tensor(out, dims)
 }
 
+/// `(x − mean[c])·inv_std[c]`.
+fn normalize_forward(x: &FlexTensor, mean: &[f32], inv_std: &[f32]) -> FlexTensor {
+    map_planes(x, |c, xs, o| {
+        let (m, s) = (mean[c], inv_std[c]);
+        o.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v - m) * s);
+    })
+}
+
 /// `dy·inv_std[c]`: burn's `mul` backward (the `sub` before it passes the gradient through).
 fn normalize_backward(dy: FlexTensor, inv_std: &[f32]) -> FlexTensor {
-    let dy = contiguous(dy);
-    let dims = shape(&dy);
-    let (channels, plane) = (dims[1], dims[2] * dims[3]);
-    let dys = slice(&dy);
-    let dx = par_filled(dys.len(), plane, |i, o| {
-        let s = inv_std[i % channels];
-        let len = o.len();
-        o.iter_mut()
-            .zip(&dys[i * plane..][..len])
-            .for_each(|(o, &g)| *o = g * s);
-    });
-    new_tensor(dx, dims)
+    map_planes(&contiguous(dy), |c, dys, o| {
+        let s = inv_std[c];
+        o.iter_mut().zip(dys).for_each(|(o, &g)| *o = g * s);
+    })
 }
 
 pub(super) fn normalize_inner(
@@ -433,10 +430,8 @@ pub(super) fn normalize_autodiff(
     let inv_std = slice(&contiguous(primitive(inv_std.inner()))).to_vec();
     let input = contiguous(x.primitive.clone());
     record(NormalizeOp, [&x], |_| {
-        (
-            normalize_forward(&input, slice(&mean), &inv_std),
-            Some(inv_std.clone()),
-        )
+        let y = normalize_forward(&input, slice(&mean), &inv_std);
+        (y, Some(inv_std))
     })
 }
 

@@ -3,8 +3,8 @@
 //! compiled three times (AVX-512F, AVX2, baseline) and picks the widest the CPU has at run
 //! time. Plain `a * b + c` (Rust never contracts it to an FMA, nor reorders a sum), so every
 //! variant gives the same bits and results do not depend on the CPU.
-// The only unsafe here: calling a `#[target_feature]` variant after checking that the CPU has
-// the feature.
+// The unsafe here: calling a `#[target_feature]` variant after checking that the CPU has the
+// feature, and the slice kernels passing their (written) output to the `*_into` kernels.
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
@@ -177,29 +177,50 @@ macro_rules! multiversion {
     };
 }
 
-multiversion! {
-    /// `out[i] = gelu(x[i])`.
-    pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = gelu(v);
-        }
-    }
+/// `s` viewed as memory to be written.
+///
+/// # Safety
+/// Only initialized values may be written through the view (the `*_into` kernels write
+/// `f32`s and nothing else), or `s` would hold uninitialized memory after it.
+unsafe fn as_unwritten(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; the caller's contract keeps `s`
+    // initialized.
+    unsafe { &mut *(std::ptr::from_mut(s) as *mut [MaybeUninit<f32>]) }
+}
+
+/// `out[i] = gelu(x[i])`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
+    // SAFETY: `gelu_into` writes f32 values only.
+    gelu_into(x, unsafe { as_unwritten(out) });
+}
+
+/// `out[i] = gelu(x[i])` and `grad[i] = gelu'(x[i])` in one pass (one erf per element).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn gelu_with_grad_slice(x: &[f32], out: &mut [f32], grad: &mut [f32]) {
+    // SAFETY: `gelu_with_grad_into` writes f32 values only.
+    gelu_with_grad_into(x, unsafe { as_unwritten(out) }, unsafe {
+        as_unwritten(grad)
+    });
+}
+
+/// `out[i] = a[i] · b[i]`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn mul_slice(a: &[f32], b: &[f32], out: &mut [f32]) {
+    // SAFETY: `mul_into` writes f32 values only.
+    mul_into(a, b, unsafe { as_unwritten(out) });
 }
 
 multiversion! {
-    /// `out[i] = gelu(x[i])` and `grad[i] = gelu'(x[i])` in one pass (one erf per element).
-    pub fn gelu_with_grad_slice(x: &[f32], out: &mut [f32], grad: &mut [f32]) {
-        for ((o, g), &v) in out.iter_mut().zip(grad.iter_mut()).zip(x) {
-            let c = cdf(v);
-            *o = v * c;
-            *g = gelu_grad_with_cdf(v, c);
-        }
-    }
-}
-
-multiversion! {
-    /// [`gelu_slice`] into unwritten memory. Writes every element of `out` (`x` and `out` must
-    /// have one length): `fast::buffer` relies on that to hand the buffer out as written.
+    /// `out[i] = gelu(x[i])` into unwritten memory. Writes every element of `out` (`x` and
+    /// `out` must have one length): `fast::buffer` relies on that to hand the buffer out as
+    /// written.
     pub(super) fn gelu_into(x: &[f32], out: &mut [MaybeUninit<f32>]) {
         assert_eq!(x.len(), out.len(), "gelu_into: input and output lengths");
         for (o, &v) in out.iter_mut().zip(x) {
@@ -209,7 +230,7 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`gelu_with_grad_slice`] into unwritten memory. Writes every element of `out` and `grad`
+    /// `gelu(x[i])` and `gelu'(x[i])` into unwritten memory. Writes every element of `out` and `grad`
     /// (all three of one length): `fast::buffer` relies on that.
     pub(super) fn gelu_with_grad_into(
         x: &[f32],
@@ -229,7 +250,7 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`mul_slice`] into unwritten memory. Writes every element of `out` (all three of one
+    /// `out[i] = a[i] · b[i]` into unwritten memory. Writes every element of `out` (all three of one
     /// length): `fast::buffer` relies on that.
     pub(super) fn mul_into(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
         assert!(
@@ -238,15 +259,6 @@ multiversion! {
         );
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             o.write(x * y);
-        }
-    }
-}
-
-multiversion! {
-    /// `out[i] = a[i] · b[i]`.
-    pub fn mul_slice(a: &[f32], b: &[f32], out: &mut [f32]) {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = x * y;
         }
     }
 }
